@@ -1,0 +1,180 @@
+//! opsq's own jobs API: submit any kind with an idempotency key, read a whole job
+//! with its history, list jobs newest first with a cursor.
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use opsq_domain::{JobKind, JobStatus, NewJob};
+use opsq_store::{JobFilter, SubmitOutcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::status::find_visible_job;
+use super::ApiPath;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{ApiError, ApiResult};
+use crate::render::job_json;
+use crate::state::AppState;
+
+const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+const MAX_TITLE_CHARS: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SubmitBody {
+    kind: String,
+    title: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    max_attempts: Option<u32>,
+    safe_to_repeat: Option<bool>,
+}
+
+pub async fn submit_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(alias): ApiPath<String>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let alias = state.authorize_alias(&caller, &alias).await?;
+    if !caller.roles.can_submit() {
+        return Err(ApiError::Forbidden(format!(
+            "Access denied: user {} may not submit jobs",
+            caller.username
+        )));
+    }
+    if !body.content_type.contains("json") && !body.content_type.is_empty() {
+        return Err(ApiError::UnsupportedMediaType("send the job as application/json".into()));
+    }
+    let request: SubmitBody = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid job submission: {e}")))?;
+    let kind = JobKind::parse(&request.kind).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let title = request.title.clone().unwrap_or_else(|| kind.to_string());
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_CHARS} characters")));
+    }
+    let max_attempts = request.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ApiError::BadRequest("maxAttempts must be from 1 to 100".into()));
+    }
+    let idempotency_key = idempotency_key(&headers)?;
+    let account = state
+        .store
+        .account(&alias)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
+    let request_hash = idempotency_key.as_ref().map(|_| {
+        let canonical = json!([kind.as_str(), title, request.payload, max_attempts, request.safe_to_repeat]);
+        format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
+    });
+    let job = NewJob {
+        account: alias.clone(),
+        location: account.location,
+        kind,
+        title,
+        payload: request.payload,
+        max_attempts,
+        safe_to_repeat: request.safe_to_repeat.unwrap_or(true),
+        idempotency_key,
+        request_hash,
+        submitter: caller.username.clone(),
+    };
+    let outcome = state
+        .store
+        .submit(vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("the store accepted no job".into()))?;
+    let (status, job) = match outcome {
+        SubmitOutcome::Created(job) => {
+            state.job_submitted.notify_one();
+            (StatusCode::ACCEPTED, job)
+        }
+        SubmitOutcome::Existing(job) => (StatusCode::OK, job),
+        SubmitOutcome::KeyConflict(job) => {
+            return Err(ApiError::Conflict(format!(
+                "Idempotency-Key was already used for a different request (job {})",
+                job.status_id()
+            )))
+        }
+    };
+    let body = job_json(&alias, &job, None);
+    let location = body["links"][0]["href"].as_str().unwrap_or_default().to_string();
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into()))?;
+    Ok(Some(key.to_string()))
+}
+
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((alias, status_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let alias = state.authorize_alias(&caller, &alias).await?;
+    let row = find_visible_job(&state, &alias, &status_id).await?;
+    let job = state
+        .store
+        .job(row.number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {status_id} was not found")))?;
+    let history = state.store.job_events(row.number).await?;
+    Ok(Json(job_json(&alias, &job, Some(&history))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    status: Option<String>,
+    kind: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(alias): ApiPath<String>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let alias = state.authorize_alias(&caller, &alias).await?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))?;
+    let statuses = match &query.status {
+        None => vec![],
+        Some(list) => list
+            .split(',')
+            .map(|s| JobStatus::parse(s.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let jobs = state
+        .store
+        .list_jobs(JobFilter {
+            accounts: state.store.subtree(&alias).await?,
+            statuses,
+            kind: query.kind.clone(),
+            before: query.before,
+            limit,
+        })
+        .await?;
+    let next = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.number)).flatten();
+    Ok(Json(json!({
+        "items": jobs.iter().map(|j| job_json(&alias, j, None)).collect::<Vec<_>>(),
+        "nextBefore": next,
+    })))
+}

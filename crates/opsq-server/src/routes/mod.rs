@@ -1,0 +1,60 @@
+//! The HTTP surface, assembled in one place.
+
+mod health;
+mod jobs;
+mod login;
+mod servers;
+mod status;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v2/authentication/login", post(login::login))
+        .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
+        .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))
+        .route("/v2/operations/{alias}/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v2/operations/{alias}/jobs/{status_id}", get(jobs::get_job))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("The requested resource does not exist.".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("The requested resource does not support this HTTP method.".into())
+}
+
+/// Path parameters whose rejections (say, invalid percent-encoding) become JSON 4xx
+/// answers like every other error.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection: PathRejection| {
+                ApiError::BadRequest(format!("the URL path is invalid: {}", rejection.body_text()))
+            })
+    }
+}

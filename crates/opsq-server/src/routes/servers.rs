@@ -1,0 +1,160 @@
+//! `POST /v2/operations/{alias}/servers/{operation}`: the batch power operations. Each
+//! server that can be queued becomes one job of kind `server.<operation>`.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::Json;
+use opsq_domain::{NewJob, ServerOperation};
+use serde_json::{json, Value};
+
+use super::ApiPath;
+use crate::auth::Caller;
+use crate::body::{field, RawBody};
+use crate::error::{ApiError, ApiResult};
+use crate::render::status_link;
+use crate::state::AppState;
+
+/// The message the real API gives for a server it cannot queue.
+const CANNOT_QUEUE: &str =
+    "The operation cannot be queued because the server cannot be found or it is not in a valid state.";
+const MAX_SERVERS: usize = 1000;
+const MAX_ATTEMPTS: u32 = 3;
+
+pub async fn queue_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((alias, operation)): ApiPath<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let alias = state.authorize_alias(&caller, &alias).await?;
+    let operation = ServerOperation::parse(&operation).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    if !caller.roles.can_submit() {
+        return Err(ApiError::Forbidden(format!(
+            "Access denied: user {} may view but not change servers (roles: {})",
+            caller.username,
+            caller.roles.names().join(", ")
+        )));
+    }
+    let request = body.to_value()?;
+    let servers = server_names(&request)?;
+    let snapshot_days = match operation {
+        ServerOperation::CreateSnapshot => Some(snapshot_expiration_days(&request)?),
+        _ => None,
+    };
+    let account = state
+        .store
+        .account(&alias)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
+
+    let mut seen = HashSet::new();
+    let mut plan: Vec<Result<String, &'static str>> = Vec::with_capacity(servers.len());
+    let mut jobs = Vec::new();
+    for name in servers {
+        let lower = name.to_ascii_lowercase();
+        if !is_valid_server_name(&name) {
+            plan.push(Err(CANNOT_QUEUE));
+        } else if !seen.insert(lower.clone()) {
+            plan.push(Err("The server appears more than once in this request; it was queued once."));
+        } else {
+            let mut payload = json!({ "server": lower, "operation": operation.as_str() });
+            if let Some(days) = snapshot_days {
+                payload["snapshotExpirationDays"] = json!(days);
+            }
+            jobs.push(NewJob {
+                account: alias.clone(),
+                location: account.location.clone(),
+                kind: operation.kind(),
+                title: operation.title(&name),
+                payload,
+                max_attempts: MAX_ATTEMPTS,
+                safe_to_repeat: true,
+                idempotency_key: None,
+                request_hash: None,
+                submitter: caller.username.clone(),
+            });
+            plan.push(Ok(lower));
+        }
+    }
+    let mut created = state.store.submit(jobs).await?.into_iter();
+    state.job_submitted.notify_one();
+    let answer = plan
+        .into_iter()
+        .map(|entry| match entry {
+            Ok(server) => match created.next() {
+                Some(outcome) => json!({
+                    "server": server,
+                    "isQueued": true,
+                    "links": [status_link(&alias, outcome.job())],
+                }),
+                None => json!({ "server": server, "isQueued": false, "errorMessage": CANNOT_QUEUE }),
+            },
+            Err(message) => json!({ "server": "", "isQueued": false, "errorMessage": message }),
+        })
+        .collect::<Vec<_>>();
+    Ok(Json(fill_names(answer, &request)))
+}
+
+/// Rejected elements carry the name as sent (lower-cased), like queued ones.
+fn fill_names(mut answer: Vec<Value>, request: &Value) -> Value {
+    if let Ok(names) = server_names(request) {
+        for (element, name) in answer.iter_mut().zip(names) {
+            if element["server"] == "" {
+                element["server"] = json!(name.to_ascii_lowercase());
+            }
+        }
+    }
+    Value::Array(answer)
+}
+
+/// The server names of a request: a bare JSON array (what every client sends), an
+/// object with `serverIds`, or a form with `serverIds` as a scalar or repeated.
+fn server_names(request: &Value) -> ApiResult<Vec<String>> {
+    let list = match request {
+        Value::Array(_) => request,
+        Value::Object(_) => field(request, "serverIds")
+            .or_else(|| field(request, "serverIds[]"))
+            .ok_or_else(|| ApiError::BadRequest("the body must be a JSON array of server names, or have a serverIds field".into()))?,
+        _ => return Err(ApiError::BadRequest("the body must be a JSON array of server names".into())),
+    };
+    let names: Vec<String> = match list {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::BadRequest("serverIds must contain only server names (strings)".into()))?,
+        _ => return Err(ApiError::BadRequest("serverIds must be a server name or an array of server names".into())),
+    };
+    if names.is_empty() {
+        return Err(ApiError::BadRequest("no servers were given: send at least one server name".into()));
+    }
+    if names.len() > MAX_SERVERS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_SERVERS} servers may be given in one request")));
+    }
+    Ok(names)
+}
+
+fn snapshot_expiration_days(request: &Value) -> ApiResult<u32> {
+    let invalid = || ApiError::BadRequest("snapshotExpirationDays must be a whole number from 1 to 10".into());
+    let days = match field(request, "snapshotExpirationDays") {
+        None => return Ok(10),
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(invalid)?,
+        Some(Value::String(s)) => s.trim().parse::<u64>().map_err(|_| invalid())?,
+        Some(_) => return Err(invalid()),
+    };
+    if (1..=10).contains(&days) {
+        Ok(days as u32)
+    } else {
+        Err(invalid())
+    }
+}
+
+/// CLC server names are short runs of letters and digits (`WA1ALIASWEB01`); '-' and
+/// '_' are tolerated for other inventories.
+fn is_valid_server_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+

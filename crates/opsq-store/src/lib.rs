@@ -1,0 +1,26 @@
+//! opsq's storage: one [`Store`] handle over the embedded SQLite store (PostgreSQL is
+//! the next backend), with the same operations and the same rules on each.
+//!
+//! Every write that a client is told about is committed before the call returns, but
+//! concurrent writes are grouped into few transactions (group commit), so durability
+//! does not cost one fsync per job.
+
+mod error;
+mod sqlite;
+mod store;
+mod types;
+
+pub use error::StoreError;
+pub use store::Store;
+pub use types::{
+    Account, ApiKey, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow,
+    NewUser, Rescued, SubmitOutcome, User,
+};
+
+/// The current wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> opsq_domain::Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,431 @@
+//! Jobs: submission, reads, claims under a lease, heartbeats, outcomes and rescue.
+//!
+//! Every write of an attempt is fenced: it names the lease token it got from its
+//! claim, and is refused once that token is no longer the job's (expired, rescued,
+//! or ended), so a worker that lost its lease can never record an outcome.
+
+use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use super::rows::{self, alias_at, location_at, status_at, JOB_COLUMNS, JOB_COLUMN_COUNT};
+use super::SqliteStore;
+use crate::types::*;
+use crate::{now_ms, StoreError};
+
+/// The description a job carries while nobody knows whether its effect happened.
+pub(crate) const UNKNOWN_DESCRIPTION: &str =
+    "The worker was lost while running this operation; its outcome is being reconciled";
+
+fn record_event(
+    conn: &Connection,
+    job: i64,
+    at: i64,
+    status: JobStatus,
+    attempt: u32,
+    message: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO job_events (job, at, status, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![job, at, status.as_str(), attempt, message])?;
+    Ok(())
+}
+
+fn load_job(conn: &Connection, number: i64) -> Result<Option<Job>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE number = ?1"))?
+        .query_row([number], rows::job)
+        .optional()?)
+}
+
+fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
+    if let Some(key) = &job.idempotency_key {
+        let existing = conn
+            .prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS}, request_hash FROM jobs WHERE account = ?1 AND idempotency_key = ?2"
+            ))?
+            .query_row(params![job.account.as_str(), key], |r| {
+                Ok((rows::job(r)?, r.get::<_, Option<String>>(JOB_COLUMN_COUNT)?))
+            })
+            .optional()?;
+        if let Some((existing, hash)) = existing {
+            return Ok(if hash == job.request_hash {
+                SubmitOutcome::Existing(existing)
+            } else {
+                SubmitOutcome::KeyConflict(existing)
+            });
+        }
+    }
+    let payload = serde_json::to_string(&job.payload)
+        .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
+    let created = conn
+        .prepare_cached(&format!(
+            "INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
+                               created_at, run_after, max_attempts, safe_to_repeat, idempotency_key,
+                               request_hash, submitter)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'notStarted', 'Waiting for a worker', ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11)
+             RETURNING {JOB_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                job.account.as_str(),
+                job.location.as_str(),
+                job.kind.as_str(),
+                job.title,
+                payload,
+                now,
+                job.max_attempts.max(1),
+                job.safe_to_repeat,
+                job.idempotency_key,
+                job.request_hash,
+                job.submitter,
+            ],
+            rows::job,
+        )?;
+    record_event(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
+    Ok(SubmitOutcome::Created(created))
+}
+
+/// `(kind GLOB ? OR kind GLOB ? ...)`; exact kinds are globs without wildcards.
+fn kind_clause(kinds: &[String], args: &mut Vec<Value>) -> String {
+    if kinds.is_empty() {
+        return "0".into();
+    }
+    let parts: Vec<&str> = kinds
+        .iter()
+        .map(|k| {
+            args.push(Value::Text(k.clone()));
+            "kind GLOB ?"
+        })
+        .collect();
+    format!("({})", parts.join(" OR "))
+}
+
+fn in_clause(column: &str, values: impl IntoIterator<Item = String>, args: &mut Vec<Value>) -> String {
+    let marks: Vec<&str> = values
+        .into_iter()
+        .map(|v| {
+            args.push(Value::Text(v));
+            "?"
+        })
+        .collect();
+    if marks.is_empty() {
+        "0".into()
+    } else {
+        format!("{column} IN ({})", marks.join(", "))
+    }
+}
+
+fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
+    match load_job(conn, number) {
+        Ok(Some(_)) => StoreError::LeaseLost(number),
+        Ok(None) => StoreError::NotFound(format!("job {number}")),
+        Err(err) => err,
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            jobs.into_iter().map(|job| submit_one(c, job, now)).collect()
+        })
+        .await
+    }
+
+    pub(crate) fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE number = ?1"))?
+                .query_row([number], rows::job)
+                .optional()
+        })
+    }
+
+    pub(crate) fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT number, account, location, status FROM jobs WHERE number = ?1")?
+                .query_row([number], |r| {
+                    Ok(JobStatusRow {
+                        number: r.get(0)?,
+                        account: alias_at(r, 1)?,
+                        location: location_at(r, 2)?,
+                        status: status_at(r, 3)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    pub(crate) fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT at, status, attempt, message FROM job_events WHERE job = ?1 ORDER BY id",
+            )?;
+            let events = stmt.query_map([number], |r| {
+                Ok(JobEvent {
+                    at: r.get(0)?,
+                    status: status_at(r, 1)?,
+                    attempt: r.get::<_, i64>(2)?.max(0) as u32,
+                    message: r.get(3)?,
+                })
+            })?;
+            events.collect()
+        })
+    }
+
+    pub(crate) fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
+        let mut args = Vec::new();
+        let mut clauses = vec![in_clause(
+            "account",
+            filter.accounts.iter().map(|a| a.as_str().to_string()),
+            &mut args,
+        )];
+        if !filter.statuses.is_empty() {
+            clauses.push(in_clause(
+                "status",
+                filter.statuses.iter().map(|s| s.as_str().to_string()),
+                &mut args,
+            ));
+        }
+        if let Some(kind) = &filter.kind {
+            clauses.push(kind_clause(std::slice::from_ref(kind), &mut args));
+        }
+        if let Some(before) = filter.before {
+            clauses.push("number < ?".into());
+            args.push(Value::Integer(before));
+        }
+        args.push(Value::Integer(filter.limit.clamp(1, 1000) as i64));
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {} ORDER BY number DESC LIMIT ?",
+            clauses.join(" AND ")
+        );
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let jobs = stmt.query_map(params_from_iter(args), rows::job)?;
+            jobs.collect()
+        })
+    }
+
+    pub(crate) async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            let mut args = vec![
+                Value::Text(request.owner.clone()),
+                Value::Integer(now),
+                Value::Integer(now + request.lease_ms),
+                Value::Integer(now),
+            ];
+            let mut filter = kind_clause(&request.kinds, &mut args);
+            if let Some(accounts) = &request.accounts {
+                filter = format!(
+                    "{filter} AND {}",
+                    in_clause("account", accounts.iter().map(|a| a.as_str().to_string()), &mut args)
+                );
+            }
+            args.push(Value::Integer(request.limit.clamp(1, 1000) as i64));
+            let sql = format!(
+                "UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = ?1,
+                        lease_token = lower(hex(randomblob(16))), lease_until = ?3,
+                        started_at = COALESCE(started_at, ?2), status_at = ?2,
+                        step_desc = 'Started'
+                 WHERE number IN (
+                     SELECT number FROM jobs
+                     WHERE status IN ('notStarted', 'resumed') AND run_after <= ?4 AND {filter}
+                     ORDER BY run_after, number LIMIT ?)
+                 RETURNING {JOB_COLUMNS}, lease_token"
+            );
+            let claims = {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| {
+                    Ok(Claim {
+                        job: rows::job(r)?,
+                        lease_token: r.get(JOB_COLUMN_COUNT)?,
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for claim in &claims {
+                record_event(
+                    c,
+                    claim.job.number,
+                    now,
+                    JobStatus::Executing,
+                    claim.job.attempt,
+                    &format!("attempt {} started by {}", claim.job.attempt, request.owner),
+                )?;
+            }
+            Ok(claims)
+        })
+        .await
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        number: i64,
+        lease_token: String,
+        progress: Option<Progress>,
+        lease_ms: i64,
+    ) -> Result<HeartbeatAck, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            let row = match &progress {
+                Some(p) => c
+                    .prepare_cached(
+                        "UPDATE jobs SET lease_until = ?3, percent = ?5, step_number = ?6, step_desc = ?7,
+                                status_at = ?4
+                         WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?4
+                         RETURNING cancel_requested, lease_until",
+                    )?
+                    .query_row(
+                        params![number, lease_token, now + lease_ms, now, p.percent, p.step_number, p.description],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?,
+                None => c
+                    .prepare_cached(
+                        "UPDATE jobs SET lease_until = ?3
+                         WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?4
+                         RETURNING cancel_requested, lease_until",
+                    )?
+                    .query_row(params![number, lease_token, now + lease_ms, now], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?,
+            };
+            match row {
+                Some((cancel_requested, lease_until)) => Ok(HeartbeatAck {
+                    cancel_requested,
+                    lease_until,
+                }),
+                None => Err(lease_lost_or_missing(c, number)),
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+    ) -> Result<Job, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            let current = c
+                .prepare_cached(
+                    "SELECT attempt, max_attempts, cancel_requested FROM jobs
+                     WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
+                )?
+                .query_row(params![number, lease_token, now], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
+                })
+                .optional()?;
+            let Some((attempt, max_attempts, cancel_requested)) = current else {
+                return Err(lease_lost_or_missing(c, number));
+            };
+            let (status, result, error, run_after, description, message) = match outcome {
+                JobOutcome::Succeeded(result) => {
+                    let text = serde_json::to_string(&result)
+                        .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
+                    (JobStatus::Succeeded, Some(text), None, now, "Request completed".to_string(), "succeeded".to_string())
+                }
+                JobOutcome::Fatal(error) => (
+                    JobStatus::Failed,
+                    None,
+                    Some(error.clone()),
+                    now,
+                    "Request failed".to_string(),
+                    format!("failed: {error}"),
+                ),
+                JobOutcome::Retryable { error, run_after } if attempt < max_attempts && !cancel_requested => (
+                    JobStatus::Resumed,
+                    None,
+                    Some(error.clone()),
+                    run_after,
+                    format!("Retrying after attempt {attempt} failed"),
+                    format!("attempt {attempt} failed, will retry: {error}"),
+                ),
+                JobOutcome::Retryable { error, .. } => {
+                    let error = format!("{error} (attempt {attempt} of {max_attempts}, no attempts left)");
+                    (JobStatus::Failed, None, Some(error.clone()), now, "Request failed".to_string(), format!("failed: {error}"))
+                }
+            };
+            let finished_at = status.is_terminal().then_some(now);
+            let percent_sql = if status == JobStatus::Succeeded { "100" } else { "percent" };
+            let job = c
+                .prepare_cached(&format!(
+                    "UPDATE jobs SET status = ?2, result = ?3, error = ?4, run_after = ?5, step_desc = ?6,
+                            status_at = ?7, finished_at = ?8, percent = {percent_sql},
+                            lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                     WHERE number = ?1
+                     RETURNING {JOB_COLUMNS}"
+                ))?
+                .query_row(
+                    params![number, status.as_str(), result, error, run_after, description, now, finished_at],
+                    rows::job,
+                )?;
+            record_event(c, number, now, status, attempt as u32, &message)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
+        self.write(move |c| {
+            let now = now_ms();
+            let candidates: Vec<(i64, bool, i64, i64)> = {
+                let mut stmt = c.prepare_cached(
+                    "SELECT number, safe_to_repeat, attempt, max_attempts FROM jobs
+                     WHERE status = 'executing'
+                       AND (lease_until < ?1 OR (?2 IS NOT NULL AND substr(lease_owner, 1, length(?2)) = ?2))",
+                )?;
+                let rows = stmt.query_map(params![now, owner_prefix], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut rescued = Vec::with_capacity(candidates.len());
+            for (number, safe_to_repeat, attempt, max_attempts) in candidates {
+                let (status, description, error) = if !safe_to_repeat {
+                    (JobStatus::Unknown, UNKNOWN_DESCRIPTION.to_string(), None)
+                } else if attempt < max_attempts {
+                    (JobStatus::Resumed, format!("Resuming after attempt {attempt} was interrupted"), None)
+                } else {
+                    let error = format!(
+                        "attempt {attempt} of {max_attempts} was interrupted (worker lost) and no attempts are left"
+                    );
+                    (JobStatus::Failed, "Request failed".to_string(), Some(error))
+                };
+                let finished_at = status.is_terminal().then_some(now);
+                c.prepare_cached(
+                    "UPDATE jobs SET status = ?2, step_desc = ?3, error = COALESCE(?4, error), status_at = ?5,
+                            run_after = ?5, finished_at = ?6,
+                            lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                     WHERE number = ?1",
+                )?
+                .execute(params![number, status.as_str(), description, error, now, finished_at])?;
+                record_event(
+                    c,
+                    number,
+                    now,
+                    status,
+                    attempt as u32,
+                    &format!("attempt {attempt} lost its lease (worker lost or node restarted)"),
+                )?;
+                rescued.push(Rescued { number, status });
+            }
+            Ok(rescued)
+        })
+        .await
+    }
+
+    pub(crate) fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
+        let mut args = Vec::new();
+        let filter = kind_clause(kinds, &mut args);
+        let sql = format!(
+            "SELECT MIN(run_after) FROM jobs WHERE status IN ('notStarted', 'resumed') AND {filter}"
+        );
+        self.read(|c| c.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0)))
+    }
+}

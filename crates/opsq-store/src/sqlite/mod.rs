@@ -1,0 +1,179 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! One writer thread owns the only write connection and commits whatever writes are
+//! waiting in one transaction (group commit); each write runs in its own savepoint so
+//! one failing write does not undo its neighbours. Reads use a small pool of read-only
+//! connections, which WAL lets run while the writer commits.
+
+mod accounts;
+mod jobs;
+mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// Most writes a single transaction takes before it commits.
+const MAX_BATCH: usize = 512;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A queued write; it gets no connection when the transaction could not even start.
+type WriteOp = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+
+pub(crate) struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<WriteOp>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join("opsq.db");
+        let mut write_conn = Connection::open(&path)?;
+        write_conn.busy_timeout(BUSY_TIMEOUT)?;
+        write_conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )?;
+        schema::migrate(&mut write_conn)?;
+
+        let reader_count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
+        let readers = (0..reader_count)
+            .map(|_| open_reader(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (writer, ops) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("opsq-sqlite-writer".into())
+            .spawn(move || run_writer(write_conn, ops))
+            .map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            path,
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    pub(crate) fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    /// Runs a read on a pooled read-only connection. Point reads take microseconds, so
+    /// they run on the caller's thread instead of paying for a thread hop.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.len();
+        for i in 0..n {
+            if let Ok(conn) = self.readers[(start + i) % n].try_lock() {
+                return f(&conn).map_err(StoreError::from);
+            }
+        }
+        let conn = self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&conn).map_err(StoreError::from)
+    }
+
+    /// Queues a write for the writer thread and waits until its transaction committed.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let op: WriteOp = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Unavailable("could not start a write transaction".into())),
+            };
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let _ = tx.send(committed.and(result));
+            });
+            (ok, completion)
+        });
+        self.writer.send(op).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn run_writer(conn: Connection, mut ops: mpsc::UnboundedReceiver<WriteOp>) {
+    conn.set_prepared_statement_cache_capacity(64);
+    let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = ops.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&conn, batch.drain(..));
+    }
+}
+
+fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
+    let mut completions: Vec<Completion> = Vec::new();
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        tracing::error!(error = %err, "could not start a write transaction");
+        for op in batch {
+            let (_, completion) = op(None);
+            completion(Ok(()));
+        }
+        return;
+    }
+    for op in batch {
+        if conn.execute_batch("SAVEPOINT op").is_err() {
+            continue;
+        }
+        let (ok, completion) = op(Some(conn));
+        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+        if let Err(err) = conn.execute_batch(end) {
+            tracing::error!(error = %err, "could not end a savepoint");
+        }
+        completions.push(completion);
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        let outcome = match &committed {
+            Ok(()) => Ok(()),
+            Err(err) => Err(StoreError::Unavailable(err.to_string())),
+        };
+        completion(outcome);
+    }
+}

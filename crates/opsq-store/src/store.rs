@@ -1,0 +1,155 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
+
+use crate::sqlite::SqliteStore;
+use crate::types::*;
+use crate::StoreError;
+
+/// The one handle the rest of opsq uses, whatever database is behind it. Cheap to
+/// clone; every clone shares the same connections and writer.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &*$self.backend {
+            Backend::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded store in `data_dir` and applies migrations.
+    pub fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            backend: Arc::new(Backend::Sqlite(SqliteStore::open(data_dir)?)),
+        })
+    }
+
+    /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db`.
+    pub fn describe(&self) -> String {
+        dispatch!(self, s => s.describe())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping())
+    }
+
+    /// Returns the stored value of `key`, storing `init()` first if there is none; every
+    /// node sharing the store therefore agrees on it (used for the token signing key).
+    pub async fn setting_or_init(
+        &self,
+        key: &str,
+        init: impl FnOnce() -> String + Send + 'static,
+    ) -> Result<String, StoreError> {
+        dispatch!(self, s => s.setting_or_init(key.to_string(), init).await)
+    }
+
+    /// Creates the root account and its first user if the store has no account yet.
+    /// Returns whether it did, so the caller prints the password only that once.
+    pub async fn bootstrap(&self, root: Account, admin: NewUser) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.bootstrap(root, admin).await)
+    }
+
+    pub async fn create_account(&self, account: Account) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_account(account).await)
+    }
+
+    pub async fn account(&self, alias: &AccountAlias) -> Result<Option<Account>, StoreError> {
+        dispatch!(self, s => s.account(alias))
+    }
+
+    /// Whether `alias` is `root` or one of its descendants: the access rule of the API.
+    pub async fn is_within(&self, root: &AccountAlias, alias: &AccountAlias) -> Result<bool, StoreError> {
+        if root == alias {
+            return Ok(true);
+        }
+        dispatch!(self, s => s.is_within(root, alias))
+    }
+
+    /// `root` and every account below it.
+    pub async fn subtree(&self, root: &AccountAlias) -> Result<Vec<AccountAlias>, StoreError> {
+        dispatch!(self, s => s.subtree(root))
+    }
+
+    pub async fn create_user(&self, user: NewUser) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_user(user).await)
+    }
+
+    pub async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
+        dispatch!(self, s => s.user(username))
+    }
+
+    pub async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_api_key(key).await)
+    }
+
+    pub async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError> {
+        dispatch!(self, s => s.api_key(key))
+    }
+
+    /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
+    /// returns the first job instead of making another.
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
+        dispatch!(self, s => s.submit(jobs).await)
+    }
+
+    pub async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
+        dispatch!(self, s => s.job(number))
+    }
+
+    /// The hot path of `GET .../status/{id}`: one narrow row by primary key.
+    pub async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
+        dispatch!(self, s => s.job_status(number))
+    }
+
+    pub async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
+        dispatch!(self, s => s.job_events(number))
+    }
+
+    /// Jobs visible under the filter, newest first.
+    pub async fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self, s => s.list_jobs(filter))
+    }
+
+    /// Moves up to `limit` waiting jobs to `executing` under a new lease each.
+    pub async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        dispatch!(self, s => s.claim(request).await)
+    }
+
+    /// Renews a lease and optionally records progress; refused once the lease is lost.
+    pub async fn heartbeat(
+        &self,
+        number: i64,
+        lease_token: &str,
+        progress: Option<Progress>,
+        lease_ms: i64,
+    ) -> Result<HeartbeatAck, StoreError> {
+        dispatch!(self, s => s.heartbeat(number, lease_token.to_string(), progress, lease_ms).await)
+    }
+
+    /// Records how an attempt ended; refused once the lease is lost, so only one
+    /// attempt can ever record an outcome.
+    pub async fn finish(&self, number: i64, lease_token: &str, outcome: JobOutcome) -> Result<Job, StoreError> {
+        dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
+    }
+
+    /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease
+    /// held by a previous run of this node) and makes them `resumed` or `unknown`.
+    pub async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
+        dispatch!(self, s => s.rescue(owner_prefix).await)
+    }
+
+    /// When the next waiting job of these kinds becomes runnable, if any is scheduled.
+    pub async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
+        dispatch!(self, s => s.next_run_after(kinds))
+    }
+}

@@ -1,0 +1,122 @@
+use opsq_domain::{AccountAlias, Job, JobStatus, Location, Millis, Progress, Roles};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Account {
+    pub alias: AccountAlias,
+    pub location: Location,
+    pub parent: Option<AccountAlias>,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub account: AccountAlias,
+    /// An argon2id PHC string; the store never sees a clear password.
+    pub password_hash: String,
+    pub roles: Roles,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub account: AccountAlias,
+    pub password_hash: String,
+    pub roles: Roles,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub key: String,
+    pub account: AccountAlias,
+    pub password_hash: String,
+}
+
+/// What a submission did: made a new job, found the job an earlier submission with the
+/// same idempotency key made, or found that key used for a different request.
+#[derive(Debug, Clone)]
+pub enum SubmitOutcome {
+    Created(Job),
+    Existing(Job),
+    KeyConflict(Job),
+}
+
+impl SubmitOutcome {
+    pub fn job(&self) -> &Job {
+        match self {
+            SubmitOutcome::Created(j) | SubmitOutcome::Existing(j) | SubmitOutcome::KeyConflict(j) => j,
+        }
+    }
+}
+
+/// The few columns a status read needs, so the hot path reads one narrow row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatusRow {
+    pub number: i64,
+    pub account: AccountAlias,
+    pub location: Location,
+    pub status: JobStatus,
+}
+
+/// Which jobs a worker wants: kinds as exact names or globs (`server.*`), a batch size,
+/// and how long its lease lasts before the job is taken back.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub kinds: Vec<String>,
+    pub limit: u32,
+    pub owner: String,
+    pub lease_ms: i64,
+    /// Restrict to jobs of these accounts; `None` means every account (in-process runner).
+    pub accounts: Option<Vec<AccountAlias>>,
+}
+
+/// A claimed job and the lease token that fences every later write of this attempt.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub job: Job,
+    pub lease_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    pub cancel_requested: bool,
+    pub lease_until: Millis,
+}
+
+/// How an attempt ended, as its worker reports it.
+#[derive(Debug, Clone)]
+pub enum JobOutcome {
+    Succeeded(serde_json::Value),
+    /// Failed for good: the job ends `failed`.
+    Fatal(String),
+    /// Failed, may succeed later: the job is `resumed` and runs again at `run_after`
+    /// unless attempts are exhausted.
+    Retryable { error: String, run_after: Millis },
+}
+
+/// A job taken back from a lost attempt, and what it became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescued {
+    pub number: i64,
+    pub status: JobStatus,
+}
+
+/// Filters for listing jobs; `accounts` bounds what the caller may see.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub accounts: Vec<AccountAlias>,
+    pub statuses: Vec<JobStatus>,
+    pub kind: Option<String>,
+    /// Only jobs numbered below this one (cursor pagination, newest first).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+pub(crate) fn progress_of(percent: i64, step_number: i64, description: String) -> Progress {
+    Progress {
+        percent: percent.clamp(0, 100) as u8,
+        step_number: step_number.max(0) as u32,
+        description,
+    }
+}

@@ -1,0 +1,164 @@
+//! `opsq admin`: accounts, users and API keys, written straight to the store so it
+//! works before the first server start and while a server runs.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use opsq_domain::{AccountAlias, Location, Roles};
+use opsq_store::{Account, ApiKey, NewUser, Store, StoreError};
+use rand::distributions::{Alphanumeric, DistString};
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Directory of the embedded store (the same as the server's).
+    #[arg(long, env = "OPSQ_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Accounts (aliases of 2 to 10 letters or digits, in a tree).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Users who log in to the v2 API.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Keys for the v1 API's Auth/Logon.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Create an account, optionally below a parent.
+    Add {
+        alias: String,
+        /// Data-center code, e.g. WA1.
+        #[arg(long)]
+        location: String,
+        #[arg(long)]
+        parent: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        username: String,
+        #[arg(long)]
+        account: String,
+        /// AccountViewer, ServerOperator, ServerAdmin, AccountAdmin or Worker; repeatable [default: ServerAdmin].
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (required, so it never shows in `ps`).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// Create a v1 API key and password for an account; the password is shown once.
+    Add {
+        #[arg(long)]
+        account: String,
+        /// Print {"apiKey": ..., "password": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
+    let store = Store::open_sqlite(&data_dir)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    match args.command {
+        AdminCommand::Account(AccountCommand::Add { alias, location, parent }) => {
+            let account = Account {
+                alias: AccountAlias::parse(&alias)?,
+                location: Location::parse(&location)?,
+                parent: parent.as_deref().map(AccountAlias::parse).transpose()?,
+                created_at: opsq_store::now_ms(),
+            };
+            store.create_account(account.clone()).await.map_err(explain)?;
+            println!("created account {} ({})", account.alias, account.location);
+        }
+        AdminCommand::User(UserCommand::Add { username, account, roles, password_stdin }) => {
+            if !password_stdin {
+                bail!("pass --password-stdin and write the password to standard input");
+            }
+            validate_username(&username)?;
+            let roles = if roles.is_empty() {
+                Roles::parse_list(["ServerAdmin"])?
+            } else {
+                Roles::parse_list(roles.iter().map(String::as_str))?
+            };
+            let password = read_password()?;
+            let hash = tokio::task::spawn_blocking(move || opsq_server::auth::hash_password(&password)).await??;
+            let account = AccountAlias::parse(&account)?;
+            store
+                .create_user(NewUser { username: username.clone(), account: account.clone(), password_hash: hash, roles: roles.clone() })
+                .await
+                .map_err(explain)?;
+            println!("created user {username} in account {account} with roles {}", roles.names().join(", "));
+        }
+        AdminCommand::ApiKey(ApiKeyCommand::Add { account, json }) => {
+            let account = AccountAlias::parse(&account)?;
+            let key = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+            let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24);
+            let hash = {
+                let password = password.clone();
+                tokio::task::spawn_blocking(move || opsq_server::auth::hash_password(&password)).await??
+            };
+            store
+                .create_api_key(ApiKey { key: key.clone(), account: account.clone(), password_hash: hash })
+                .await
+                .map_err(explain)?;
+            if json {
+                println!("{}", serde_json::json!({ "apiKey": key, "password": password }));
+            } else {
+                println!("created v1 API key for account {account}");
+                println!("api key:  {key}");
+                println!("password: {password}  (shown once)");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate_username(username: &str) -> anyhow::Result<()> {
+    let ok = (1..=256).contains(&username.len())
+        && username.chars().all(|c| !c.is_control() && !c.is_whitespace());
+    if !ok {
+        bail!("username {username:?} is invalid: use 1 to 256 characters without spaces");
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    let password = input.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < 8 {
+        bail!("the password must have at least 8 characters");
+    }
+    Ok(password)
+}
+
+/// Store errors in words an operator acts on.
+fn explain(err: StoreError) -> anyhow::Error {
+    match err {
+        StoreError::Duplicate(what) => anyhow::anyhow!("{what} already exists"),
+        StoreError::NotFound(what) => anyhow::anyhow!("{what} does not exist; create it first"),
+        other => anyhow::Error::new(other),
+    }
+}

@@ -1,0 +1,93 @@
+//! The client commands: `login`, `status`, `submit` and `wait`, run against an opsq
+//! server through [`opsq_client`].
+//!
+//! `login` saves a token (see [`config`]); the other commands reuse it, so scripts
+//! never handle passwords after the first step.
+
+mod config;
+mod login;
+mod status;
+mod submit;
+mod wait;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use opsq_client::Client;
+
+pub use login::LoginArgs;
+pub use status::StatusArgs;
+pub use submit::SubmitArgs;
+pub use wait::WaitArgs;
+
+/// The server used when neither `--server`, `OPSQ_SERVER` nor a saved login names one:
+/// where `opsq serve` listens by default.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// The client subcommands, flattened into the binary's top-level command enum.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Log in to an opsq server and save the token for the other commands.
+    Login(LoginArgs),
+    /// Print a job's v2 status (notStarted, executing, resumed, unknown, succeeded, failed).
+    Status(StatusArgs),
+    /// Queue a job and print its status id.
+    Submit(SubmitArgs),
+    /// Wait for jobs to finish, with progress bars; exit 0 if all succeeded, 1 if any
+    /// failed, 2 on timeout or error.
+    Wait(WaitArgs),
+}
+
+/// Runs one client command; the exit code tells scripts how it went.
+pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClientCommand::Login(args) => login::run(args).await,
+        ClientCommand::Status(args) => status::run(args).await,
+        ClientCommand::Submit(args) => submit::run(args).await,
+        ClientCommand::Wait(args) => wait::run(args).await,
+    }
+}
+
+/// What an authenticated command needs: a client holding the saved token, and the
+/// account alias to act on.
+struct Session {
+    client: Client,
+    alias: String,
+}
+
+impl Session {
+    /// Builds the session from the saved login, with `--server` and `--alias`
+    /// overriding what was saved.
+    fn open(server: Option<String>, alias: Option<String>) -> anyhow::Result<Self> {
+        let path = config::credentials_path()?;
+        let saved = config::load_required(&path)?;
+        let server = server.unwrap_or_else(|| saved.server.clone());
+        let client = Client::new(&server)?.with_token(saved.token);
+        let alias = alias.unwrap_or(saved.account_alias);
+        Ok(Self { client, alias })
+    }
+}
+
+/// The server to log in to: the flag (or `OPSQ_SERVER`), else the last one logged in
+/// to, else the local default.
+fn login_server(flag: Option<String>) -> anyhow::Result<String> {
+    if let Some(server) = flag {
+        return Ok(server);
+    }
+    let saved = config::load(&config::credentials_path()?)?;
+    Ok(saved.map(|c| c.server).unwrap_or_else(|| DEFAULT_SERVER.to_string()))
+}
+
+/// Checks a status id's shape before asking the server, so a typo gets a precise
+/// message instead of a bare 404.
+fn check_status_id(raw: &str) -> anyhow::Result<()> {
+    opsq_domain::StatusId::parse(raw)?;
+    Ok(())
+}
+
+/// Prints a value as pretty JSON on stdout, for `--json`.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
+    println!("{text}");
+    Ok(())
+}

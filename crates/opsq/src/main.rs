@@ -1,0 +1,65 @@
+//! `opsq`: one binary for the server, its administration, and its clients.
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "opsq", version, about = "opsq: the operations queue behind a cloud API's long-running requests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (HTTP API and in-process runner).
+    Serve(serve::ServeArgs),
+    /// Manage accounts, users and API keys directly in the store (works while a server runs).
+    Admin(admin::AdminArgs),
+}
+
+/// Where the embedded store lives unless `--data-dir`/`OPSQ_DATA_DIR` says otherwise.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_local_dir()
+        .map(|d| d.join("opsq"))
+        .unwrap_or_else(|| PathBuf::from("opsq-data"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Admin(args) => admin::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
