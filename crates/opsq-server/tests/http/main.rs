@@ -1,0 +1,8 @@
+//! HTTP tests against the real server on a free port, one module per surface.
+
+mod bad_input;
+mod harness;
+mod jobs;
+mod login;
+mod servers;
+mod status;
