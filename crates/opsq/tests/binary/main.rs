@@ -1,0 +1,6 @@
+//! Tests of the `opsq` binary as a user runs it: `serve` as a real process (killed
+//! with SIGKILL and restarted), and `admin` against the same data directory.
+
+mod admin;
+mod harness;
+mod restart;
