@@ -2,5 +2,6 @@
 //! with SIGKILL and restarted), and `admin` against the same data directory.
 
 mod admin;
+mod clc_sdk;
 mod harness;
 mod restart;
