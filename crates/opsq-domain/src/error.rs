@@ -14,7 +14,9 @@ pub enum DomainError {
     InvalidStatusId(String),
     #[error("job kind {0:?} is invalid: use dotted names of letters, digits, '_' and '-', such as server.powerOn (at most 100 characters)")]
     InvalidKind(String),
-    #[error("role {0:?} is unknown: use one of AccountViewer, ServerOperator, ServerAdmin, AccountAdmin, Worker")]
+    #[error(
+        "role {0:?} is unknown: use one of AccountViewer, ServerOperator, ServerAdmin, AccountAdmin, Worker"
+    )]
     UnknownRole(String),
     #[error("status {0:?} is unknown")]
     UnknownStatus(String),

@@ -17,9 +17,7 @@ impl JobKind {
             && raw.len() <= 100
             && raw.split('.').all(|segment| {
                 !segment.is_empty()
-                    && segment
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             });
         if ok {
             Ok(Self(raw.to_string()))

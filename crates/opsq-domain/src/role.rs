@@ -16,13 +16,8 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::AccountViewer,
-        Role::ServerOperator,
-        Role::ServerAdmin,
-        Role::AccountAdmin,
-        Role::Worker,
-    ];
+    pub const ALL: [Role; 5] =
+        [Role::AccountViewer, Role::ServerOperator, Role::ServerAdmin, Role::AccountAdmin, Role::Worker];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,9 +65,7 @@ impl Roles {
     }
 
     pub fn can_submit(&self) -> bool {
-        self.0
-            .iter()
-            .any(|r| matches!(r, Role::ServerOperator | Role::ServerAdmin | Role::AccountAdmin))
+        self.0.iter().any(|r| matches!(r, Role::ServerOperator | Role::ServerAdmin | Role::AccountAdmin))
     }
 
     pub fn can_work(&self) -> bool {

@@ -51,8 +51,18 @@ mod tests {
     #[test]
     fn rejects_malformed_ids() {
         for bad in [
-            "", "wa1", "wa1-", "-12", "wa1-0", "wa1--1", "wa1-1x", "w-1", "wa1-+1",
-            "wa1-99999999999999999999", "wa1-1-2", "wa 1-2",
+            "",
+            "wa1",
+            "wa1-",
+            "-12",
+            "wa1-0",
+            "wa1--1",
+            "wa1-1x",
+            "w-1",
+            "wa1-+1",
+            "wa1-99999999999999999999",
+            "wa1-1-2",
+            "wa 1-2",
         ] {
             assert!(StatusId::parse(bad).is_err(), "{bad:?} should be rejected");
         }

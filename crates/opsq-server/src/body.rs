@@ -109,11 +109,7 @@ fn form_urlencoded_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 
 /// Looks a field up ignoring the case of its name, as the real API did.
 pub fn field<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
-    object
-        .as_object()?
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
+    object.as_object()?.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -121,15 +117,13 @@ mod tests {
     use super::*;
 
     fn body(content_type: &str, text: &str) -> RawBody {
-        RawBody {
-            content_type: content_type.to_ascii_lowercase(),
-            bytes: Bytes::from(text.to_string()),
-        }
+        RawBody { content_type: content_type.to_ascii_lowercase(), bytes: Bytes::from(text.to_string()) }
     }
 
     #[test]
     fn forms_and_json_parse_with_case_insensitive_fields() {
-        let form = body("application/x-www-form-urlencoded", "Username=a%40b&Password=p&serverIds=X&serverIds=Y");
+        let form =
+            body("application/x-www-form-urlencoded", "Username=a%40b&Password=p&serverIds=X&serverIds=Y");
         let value = form.to_value().unwrap();
         assert_eq!(field(&value, "username").unwrap(), "a@b");
         assert_eq!(field(&value, "SERVERIDS").unwrap(), &serde_json::json!(["X", "Y"]));

@@ -67,9 +67,9 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate(what) => ApiError::Conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} was not found")),
             StoreError::Invalid(message) => ApiError::BadRequest(message),
-            StoreError::LeaseLost(number) => ApiError::Conflict(format!(
-                "the lease on job {number} is no longer held by this attempt"
-            )),
+            StoreError::LeaseLost(number) => {
+                ApiError::Conflict(format!("the lease on job {number} is no longer held by this attempt"))
+            }
             StoreError::Closed | StoreError::Unavailable(_) => {
                 tracing::warn!(error = %err, "store unavailable");
                 ApiError::Unavailable("the job store is unavailable; retry shortly".into())
@@ -92,9 +92,7 @@ impl IntoResponse for ApiError {
             }
         }
         if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

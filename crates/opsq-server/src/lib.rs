@@ -42,11 +42,7 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self {
-            simulate: false,
-            sim_step: runner::simulator::DEFAULT_STEP,
-            runner: RunnerConfig::default(),
-        }
+        Self { simulate: false, sim_step: runner::simulator::DEFAULT_STEP, runner: RunnerConfig::default() }
     }
 }
 
@@ -60,7 +56,11 @@ pub struct Bootstrapped {
 
 /// On an empty store, creates the root account and an `admin` user with a random
 /// password. Returns `None` when the store already has accounts.
-pub async fn bootstrap(store: &Store, alias: AccountAlias, location: Location) -> anyhow::Result<Option<Bootstrapped>> {
+pub async fn bootstrap(
+    store: &Store,
+    alias: AccountAlias,
+    location: Location,
+) -> anyhow::Result<Option<Bootstrapped>> {
     if store.account(&alias).await?.is_some() {
         return Ok(None);
     }
@@ -102,8 +102,10 @@ pub async fn app_state(store: Store) -> anyhow::Result<AppState> {
     let secret = base64::engine::general_purpose::STANDARD
         .decode(secret)
         .context("the stored token signing key is not base64")?;
-    let decoy = tokio::task::spawn_blocking(|| hash_password(&Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)))
-        .await??;
+    let decoy = tokio::task::spawn_blocking(|| {
+        hash_password(&Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24))
+    })
+    .await??;
     Ok(AppState {
         store,
         tokens: Arc::new(TokenKeys::from_secret(&secret)),

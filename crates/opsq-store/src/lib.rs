@@ -13,8 +13,8 @@ mod types;
 pub use error::StoreError;
 pub use store::Store;
 pub use types::{
-    Account, ApiKey, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow,
-    NewUser, Rescued, SubmitOutcome, User,
+    Account, ApiKey, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow, NewUser,
+    Rescued, SubmitOutcome, User,
 };
 
 /// The current wall-clock time in milliseconds since the Unix epoch.

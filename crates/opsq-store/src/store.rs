@@ -29,9 +29,7 @@ macro_rules! dispatch {
 impl Store {
     /// Opens (creating if needed) the embedded store in `data_dir` and applies migrations.
     pub fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self {
-            backend: Arc::new(Backend::Sqlite(SqliteStore::open(data_dir)?)),
-        })
+        Ok(Self { backend: Arc::new(Backend::Sqlite(SqliteStore::open(data_dir)?)) })
     }
 
     /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db`.
@@ -138,7 +136,12 @@ impl Store {
 
     /// Records how an attempt ended; refused once the lease is lost, so only one
     /// attempt can ever record an outcome.
-    pub async fn finish(&self, number: i64, lease_token: &str, outcome: JobOutcome) -> Result<Job, StoreError> {
+    pub async fn finish(
+        &self,
+        number: i64,
+        lease_token: &str,
+        outcome: JobOutcome,
+    ) -> Result<Job, StoreError> {
         dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
     }
 

@@ -92,7 +92,10 @@ pub enum JobOutcome {
     Fatal(String),
     /// Failed, may succeed later: the job is `resumed` and runs again at `run_after`
     /// unless attempts are exhausted.
-    Retryable { error: String, run_after: Millis },
+    Retryable {
+        error: String,
+        run_after: Millis,
+    },
 }
 
 /// A job taken back from a lost attempt, and what it became.
@@ -114,9 +117,5 @@ pub struct JobFilter {
 }
 
 pub(crate) fn progress_of(percent: i64, step_number: i64, description: String) -> Progress {
-    Progress {
-        percent: percent.clamp(0, 100) as u8,
-        step_number: step_number.max(0) as u32,
-        description,
-    }
+    Progress { percent: percent.clamp(0, 100) as u8, step_number: step_number.max(0) as u32, description }
 }

@@ -100,10 +100,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
                 Roles::parse_list(roles.iter().map(String::as_str))?
             };
             let password = read_password()?;
-            let hash = tokio::task::spawn_blocking(move || opsq_server::auth::hash_password(&password)).await??;
+            let hash =
+                tokio::task::spawn_blocking(move || opsq_server::auth::hash_password(&password)).await??;
             let account = AccountAlias::parse(&account)?;
             store
-                .create_user(NewUser { username: username.clone(), account: account.clone(), password_hash: hash, roles: roles.clone() })
+                .create_user(NewUser {
+                    username: username.clone(),
+                    account: account.clone(),
+                    password_hash: hash,
+                    roles: roles.clone(),
+                })
                 .await
                 .map_err(explain)?;
             println!("created user {username} in account {account} with roles {}", roles.names().join(", "));

@@ -25,18 +25,30 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or_else(|| ApiError::Unauthorized("Authorization has been denied for this request: no bearer token was sent (log in at /v2/authentication/login)".into()))?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("Authorization has been denied for this request: the Authorization header is not valid text".into()))?;
+        let value = header.to_str().map_err(|_| {
+            ApiError::Unauthorized(
+                "Authorization has been denied for this request: the Authorization header is not valid text"
+                    .into(),
+            )
+        })?;
         let token = value
             .split_once(' ')
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
-            .ok_or_else(|| ApiError::Unauthorized("Authorization has been denied for this request: use 'Authorization: Bearer <token>'".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "Authorization has been denied for this request: use 'Authorization: Bearer <token>'"
+                        .into(),
+                )
+            })?;
         let claims = state.tokens.verify(token).map_err(|e| {
             ApiError::Unauthorized(format!("Authorization has been denied for this request: {e}"))
         })?;
-        let invalid = || ApiError::Unauthorized("Authorization has been denied for this request: the token's claims are invalid".into());
+        let invalid = || {
+            ApiError::Unauthorized(
+                "Authorization has been denied for this request: the token's claims are invalid".into(),
+            )
+        };
         Ok(Caller {
             username: claims.unique_name,
             account: AccountAlias::parse(&claims.account_alias).map_err(|_| invalid())?,

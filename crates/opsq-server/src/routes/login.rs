@@ -23,16 +23,15 @@ pub async fn login(
     let text = |name: &str| field(&value, name).and_then(Value::as_str).map(str::to_string);
     let (Some(username), Some(password)) = (text("username"), text("password")) else {
         return Err(ApiError::BadRequest(
-            "username and password are required, as JSON {\"username\": ..., \"password\": ...} or a form".into(),
+            "username and password are required, as JSON {\"username\": ..., \"password\": ...} or a form"
+                .into(),
         ));
     };
     if username.len() > 256 || password.len() > 1024 {
         return Err(ApiError::BadCredentials);
     }
     if let Some(wait) = state.throttle.retry_after(&username, &client, Instant::now()) {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
-        });
+        return Err(ApiError::TooManyRequests { retry_after_secs: wait.as_secs().max(1) });
     }
 
     let user = state.store.user(&username).await?;
@@ -40,9 +39,8 @@ pub async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.decoy_hash.as_str().to_string());
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash))
-        .await
-        .unwrap_or(false);
+    let matches =
+        tokio::task::spawn_blocking(move || verify_password(&password, &stored_hash)).await.unwrap_or(false);
     let user = match user {
         Some(user) if matches => user,
         _ => {

@@ -50,11 +50,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(value)| ApiPath(value))
-            .map_err(|rejection: PathRejection| {
+        Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| ApiPath(value)).map_err(
+            |rejection: PathRejection| {
                 ApiError::BadRequest(format!("the URL path is invalid: {}", rejection.body_text()))
-            })
+            },
+        )
     }
 }

@@ -113,31 +113,42 @@ fn fill_names(mut answer: Vec<Value>, request: &Value) -> Value {
 fn server_names(request: &Value) -> ApiResult<Vec<String>> {
     let list = match request {
         Value::Array(_) => request,
-        Value::Object(_) => field(request, "serverIds")
-            .or_else(|| field(request, "serverIds[]"))
-            .ok_or_else(|| ApiError::BadRequest("the body must be a JSON array of server names, or have a serverIds field".into()))?,
+        Value::Object(_) => {
+            field(request, "serverIds").or_else(|| field(request, "serverIds[]")).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "the body must be a JSON array of server names, or have a serverIds field".into(),
+                )
+            })?
+        }
         _ => return Err(ApiError::BadRequest("the body must be a JSON array of server names".into())),
     };
     let names: Vec<String> = match list {
         Value::String(one) => vec![one.clone()],
-        Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or_else(|| ApiError::BadRequest("serverIds must contain only server names (strings)".into()))?,
-        _ => return Err(ApiError::BadRequest("serverIds must be a server name or an array of server names".into())),
+        Value::Array(items) => {
+            items.iter().map(|item| item.as_str().map(str::to_string)).collect::<Option<_>>().ok_or_else(
+                || ApiError::BadRequest("serverIds must contain only server names (strings)".into()),
+            )?
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "serverIds must be a server name or an array of server names".into(),
+            ))
+        }
     };
     if names.is_empty() {
         return Err(ApiError::BadRequest("no servers were given: send at least one server name".into()));
     }
     if names.len() > MAX_SERVERS {
-        return Err(ApiError::BadRequest(format!("at most {MAX_SERVERS} servers may be given in one request")));
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_SERVERS} servers may be given in one request"
+        )));
     }
     Ok(names)
 }
 
 fn snapshot_expiration_days(request: &Value) -> ApiResult<u32> {
-    let invalid = || ApiError::BadRequest("snapshotExpirationDays must be a whole number from 1 to 10".into());
+    let invalid =
+        || ApiError::BadRequest("snapshotExpirationDays must be a whole number from 1 to 10".into());
     let days = match field(request, "snapshotExpirationDays") {
         None => return Ok(10),
         Some(Value::Number(n)) => n.as_u64().ok_or_else(invalid)?,
@@ -157,4 +168,3 @@ fn is_valid_server_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
-

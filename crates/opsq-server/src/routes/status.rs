@@ -29,7 +29,8 @@ pub async fn find_visible_job(
     raw_id: &str,
 ) -> ApiResult<JobStatusRow> {
     let shown: String = raw_id.chars().take(40).collect();
-    let not_found = || ApiError::NotFound(format!("No job with status id {shown:?} exists for account {alias}"));
+    let not_found =
+        || ApiError::NotFound(format!("No job with status id {shown:?} exists for account {alias}"));
     let id = StatusId::parse(raw_id).map_err(|_| not_found())?;
     let row = state.store.job_status(id.number).await?.ok_or_else(not_found)?;
     if row.location != id.location || !state.store.is_within(alias, &row.account).await? {

@@ -33,17 +33,25 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new(store: Store, job: Job, lease_token: String, lease: Duration, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        job: Job,
+        lease_token: String,
+        lease: Duration,
+        cancel: CancellationToken,
+    ) -> Self {
         Self { job, store, lease_token, lease, cancel }
     }
 
     /// Records progress; fails with `LeaseLost` once this attempt no longer owns the job.
-    pub async fn progress(&self, percent: u8, step_number: u32, description: &str) -> Result<(), HandlerError> {
-        let progress = Progress {
-            percent: percent.min(100),
-            step_number,
-            description: description.to_string(),
-        };
+    pub async fn progress(
+        &self,
+        percent: u8,
+        step_number: u32,
+        description: &str,
+    ) -> Result<(), HandlerError> {
+        let progress =
+            Progress { percent: percent.min(100), step_number, description: description.to_string() };
         match self
             .store
             .heartbeat(self.job.number, &self.lease_token, Some(progress), self.lease.as_millis() as i64)

@@ -109,7 +109,8 @@ impl Runner {
                         claimed_all = claims.len() == free;
                         for claim in claims {
                             let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                            let Some(handler) = self.registry.handlers.get(claim.job.kind.as_str()).cloned() else {
+                            let Some(handler) = self.registry.handlers.get(claim.job.kind.as_str()).cloned()
+                            else {
                                 continue;
                             };
                             let store = self.store.clone();
@@ -222,7 +223,8 @@ async fn run_attempt(
         Ok(Err(HandlerError::Retryable(message))) => JobOutcome::Retryable {
             error: message,
             run_after: opsq_store::now_ms()
-                + backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(300)).as_millis() as i64,
+                + backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(300)).as_millis()
+                    as i64,
         },
         Ok(Err(HandlerError::LeaseLost)) => {
             heartbeat.abort();
@@ -240,6 +242,8 @@ async fn run_attempt(
         Err(StoreError::LeaseLost(_)) => {
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome was refused")
         }
-        Err(err) => tracing::error!(job = number, attempt, error = %err, "could not record the outcome; the lease will expire and the job run again"),
+        Err(err) => {
+            tracing::error!(job = number, attempt, error = %err, "could not record the outcome; the lease will expire and the job run again")
+        }
     }
 }

@@ -8,7 +8,9 @@ async fn huge_bodies_are_413_with_a_message_whether_declared_or_streamed() {
     let server = TestServer::start().await;
     let token = server.admin_token().await;
     let big = format!("[\"{}\"]", "A".repeat(3 * 1024 * 1024));
-    for path in ["/v2/operations/OPSQ/servers/powerOn", "/v2/operations/OPSQ/jobs", "/v2/authentication/login"] {
+    for path in
+        ["/v2/operations/OPSQ/servers/powerOn", "/v2/operations/OPSQ/jobs", "/v2/authentication/login"]
+    {
         let response = server
             .http
             .post(server.url(path))
@@ -86,9 +88,16 @@ async fn random_input_never_gets_a_server_error() {
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let samples = [
-        json!(null), json!(true), json!(1e308), json!(-1), json!(""), json!([[[]]]),
-        json!({"serverIds": [null]}), json!({"kind": "a", "payload": {"deep": [[[[1]]]]}}),
-        json!({"username": 1, "password": []}), json!({"kind": "x", "maxAttempts": -1}),
+        json!(null),
+        json!(true),
+        json!(1e308),
+        json!(-1),
+        json!(""),
+        json!([[[]]]),
+        json!({"serverIds": [null]}),
+        json!({"kind": "a", "payload": {"deep": [[[[1]]]]}}),
+        json!({"username": 1, "password": []}),
+        json!({"kind": "x", "maxAttempts": -1}),
     ];
     let paths = [
         "/v2/authentication/login",
@@ -103,7 +112,8 @@ async fn random_input_never_gets_a_server_error() {
         } else {
             samples[rng.gen_range(0..samples.len())].to_string().into_bytes()
         };
-        let content_type = ["application/json", "application/x-www-form-urlencoded", "", "text/plain"][round % 4];
+        let content_type =
+            ["application/json", "application/x-www-form-urlencoded", "", "text/plain"][round % 4];
         let mut request = http.post(server.url(path)).bearer_auth(&token).body(body);
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
@@ -118,6 +128,10 @@ async fn random_input_never_gets_a_server_error() {
             .send()
             .await
             .expect("the server answered");
-        assert!(response.status().is_client_error() || response.status() == 200, "{id:?}: {}", response.status());
+        assert!(
+            response.status().is_client_error() || response.status() == 200,
+            "{id:?}: {}",
+            response.status()
+        );
     }
 }

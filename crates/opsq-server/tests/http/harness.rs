@@ -49,10 +49,7 @@ impl TestServer {
         let options = ServeOptions {
             simulate: true,
             sim_step,
-            runner: RunnerConfig {
-                poll_interval: Duration::from_millis(50),
-                ..RunnerConfig::default()
-            },
+            runner: RunnerConfig { poll_interval: Duration::from_millis(50), ..RunnerConfig::default() },
         };
         tokio::spawn(opsq_server::serve(state, listener, options, shutdown.clone()));
         Self {
@@ -120,14 +117,7 @@ impl TestServer {
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
+        let response = self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap();
         split(response).await
     }
 
@@ -156,9 +146,8 @@ impl TestServer {
 
     /// Submits one job through the jobs API and returns its status id.
     pub async fn submit(&self, token: &str, alias: &str, kind: &str) -> String {
-        let (code, body) = self
-            .post_json(token, &format!("/v2/operations/{alias}/jobs"), &json!({ "kind": kind }))
-            .await;
+        let (code, body) =
+            self.post_json(token, &format!("/v2/operations/{alias}/jobs"), &json!({ "kind": kind })).await;
         assert_eq!(code, 202, "{body}");
         body["id"].as_str().unwrap().to_string()
     }

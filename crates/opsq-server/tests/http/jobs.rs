@@ -25,7 +25,10 @@ async fn submit_answers_202_with_links_and_the_job_reads_back_whole() {
     let body: serde_json::Value = response.json().await.unwrap();
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(location, format!("/v2/operations/opsq/jobs/{id}"));
-    assert_eq!(body["links"][1], json!({"rel": "status", "href": format!("/v2/operations/opsq/status/{id}"), "id": id}));
+    assert_eq!(
+        body["links"][1],
+        json!({"rel": "status", "href": format!("/v2/operations/opsq/status/{id}"), "id": id})
+    );
     assert_eq!(body["status"], "notStarted");
 
     let job = server.wait_for(&token, "OPSQ", &id, JobStatus::Succeeded).await;
@@ -36,7 +39,8 @@ async fn submit_answers_202_with_links_and_the_job_reads_back_whole() {
     assert_eq!(job["submitter"], "admin");
     assert_eq!(job["result"]["simulated"], true);
     assert!(job["startedDate"].is_string() && job["finishedDate"].is_string());
-    let history: Vec<&str> = job["history"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        job["history"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(history, ["notStarted", "executing", "succeeded"]);
 }
 
@@ -117,13 +121,14 @@ async fn lists_newest_first_with_a_cursor_and_filters() {
     }
     let (code, page) = server.get(&token, "/v2/operations/OPSQ/jobs?kind=list.*&limit=3").await;
     assert_eq!(code, 200, "{page}");
-    let items: Vec<&str> = page["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let items: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(items, [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]);
     let before = page["nextBefore"].as_i64().unwrap();
-    let (_, rest) = server
-        .get(&token, &format!("/v2/operations/OPSQ/jobs?kind=list.test&limit=3&before={before}"))
-        .await;
-    let rest: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let (_, rest) =
+        server.get(&token, &format!("/v2/operations/OPSQ/jobs?kind=list.test&limit=3&before={before}")).await;
+    let rest: Vec<&str> =
+        rest["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(rest, [ids[1].as_str(), ids[0].as_str()]);
     let (_, none) = server.get(&token, "/v2/operations/OPSQ/jobs?kind=list.test&status=succeeded").await;
     assert_eq!(none["items"].as_array().unwrap().len(), 0);

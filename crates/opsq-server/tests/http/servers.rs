@@ -4,8 +4,16 @@ use serde_json::{json, Value};
 use crate::harness::{assert_error, split, TestServer, PASSWORD};
 
 const OPERATIONS: [&str; 10] = [
-    "powerOn", "powerOff", "pause", "shutDown", "reboot", "reset", "startMaintenance",
-    "stopMaintenance", "archive", "createSnapshot",
+    "powerOn",
+    "powerOff",
+    "pause",
+    "shutDown",
+    "reboot",
+    "reset",
+    "startMaintenance",
+    "stopMaintenance",
+    "archive",
+    "createSnapshot",
 ];
 
 fn status_id(element: &Value) -> String {
@@ -67,7 +75,11 @@ async fn accepts_every_body_form_real_clients_send() {
 
     // The documented object form.
     let (code, body) = server
-        .post_json(&token, "/v2/operations/OPSQ/servers/reboot", &json!({"serverIds": ["WA1OPSQA01", "WA1OPSQA02"]}))
+        .post_json(
+            &token,
+            "/v2/operations/OPSQ/servers/reboot",
+            &json!({"serverIds": ["WA1OPSQA01", "WA1OPSQA02"]}),
+        )
         .await;
     assert_eq!(code, 200);
     assert_eq!(body.as_array().unwrap().len(), 2);
@@ -131,22 +143,19 @@ async fn viewers_may_read_but_not_submit_and_unknown_operations_are_404() {
     let server = TestServer::start().await;
     server.add_user("viewer", "OPSQ", &["AccountViewer"]).await;
     let viewer = server.token("viewer", PASSWORD).await;
-    let (code, body) = server
-        .post_json(&viewer, "/v2/operations/OPSQ/servers/powerOn", &json!(["WA1OPSQA01"]))
-        .await;
+    let (code, body) =
+        server.post_json(&viewer, "/v2/operations/OPSQ/servers/powerOn", &json!(["WA1OPSQA01"])).await;
     assert_error(code, &body, 403);
-    let (code, body) = server
-        .post_json(&viewer, "/v2/operations/OPSQ/jobs", &json!({"kind": "backup.run"}))
-        .await;
+    let (code, body) =
+        server.post_json(&viewer, "/v2/operations/OPSQ/jobs", &json!({"kind": "backup.run"})).await;
     assert_error(code, &body, 403);
 
     let admin = server.admin_token().await;
     let id = server.submit(&admin, "OPSQ", "backup.run").await;
     assert_eq!(server.status_of(&viewer, "OPSQ", &id).await.0, 200);
 
-    let (code, body) = server
-        .post_json(&admin, "/v2/operations/OPSQ/servers/explode", &json!(["WA1OPSQA01"]))
-        .await;
+    let (code, body) =
+        server.post_json(&admin, "/v2/operations/OPSQ/servers/explode", &json!(["WA1OPSQA01"])).await;
     assert_error(code, &body, 404);
     assert!(body["message"].as_str().unwrap().contains("powerOn"), "lists the valid operations: {body}");
 }

@@ -48,11 +48,7 @@ async fn reports_every_status_as_the_job_moves() {
     assert_eq!(server.status_of(&token, "OPSQ", &numbers[1]).await.1["status"], "resumed");
 
     let (code, body) = server
-        .post_json(
-            &token,
-            "/v2/operations/OPSQ/jobs",
-            &json!({"kind": "t.unsafe", "safeToRepeat": false}),
-        )
+        .post_json(&token, "/v2/operations/OPSQ/jobs", &json!({"kind": "t.unsafe", "safeToRepeat": false}))
         .await;
     assert_eq!(code, 202);
     let unsafe_id = body["id"].as_str().unwrap().to_string();
@@ -62,11 +58,7 @@ async fn reports_every_status_as_the_job_moves() {
 
     let running = server.store.claim(claim("t.run", "w:2")).await.unwrap().remove(0);
     let progress = Progress { percent: 40, step_number: 2, description: "Copying".into() };
-    server
-        .store
-        .heartbeat(running.job.number, &running.lease_token, Some(progress), 60_000)
-        .await
-        .unwrap();
+    server.store.heartbeat(running.job.number, &running.lease_token, Some(progress), 60_000).await.unwrap();
     let (_, job) = server.get(&token, &format!("/v2/operations/OPSQ/jobs/{}", numbers[3])).await;
     assert_eq!(job["status"], "executing");
     assert_eq!(job["progress"], json!({"percent": 40, "stepNumber": 2, "description": "Copying"}));
@@ -167,7 +159,8 @@ async fn missing_malformed_tampered_expired_unsigned_and_foreign_tokens_are_401(
     let foreign = TokenKeys::from_secret(b"some other deployment")
         .issue("admin", "OPSQ", "WA1", vec!["AccountAdmin".into()], opsq_store::now_ms() / 1000)
         .unwrap();
-    let fresh = keys.issue("admin", "OPSQ", "WA1", vec!["AccountAdmin".into()], opsq_store::now_ms() / 1000).unwrap();
+    let fresh =
+        keys.issue("admin", "OPSQ", "WA1", vec!["AccountAdmin".into()], opsq_store::now_ms() / 1000).unwrap();
     assert_eq!(server.status_of(&fresh, "OPSQ", &id).await.0, 200, "the harness signs valid tokens");
 
     for (name, header) in [

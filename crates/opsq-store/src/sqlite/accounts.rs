@@ -36,11 +36,10 @@ fn insert_account(conn: &Connection, account: &Account) -> Result<(), StoreError
 }
 
 fn require_account(conn: &Connection, alias: &AccountAlias) -> Result<(), StoreError> {
-    let exists: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM accounts WHERE alias = ?1)",
-        [alias.as_str()],
-        |r| r.get(0),
-    )?;
+    let exists: bool =
+        conn.query_row("SELECT EXISTS(SELECT 1 FROM accounts WHERE alias = ?1)", [alias.as_str()], |r| {
+            r.get(0)
+        })?;
     if exists {
         Ok(())
     } else {
@@ -74,8 +73,7 @@ impl SqliteStore {
         init: impl FnOnce() -> String + Send + 'static,
     ) -> Result<String, StoreError> {
         if let Some(value) = self.read(|c| {
-            c.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| r.get(0))
-                .optional()
+            c.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| r.get(0)).optional()
         })? {
             return Ok(value);
         }
@@ -91,8 +89,7 @@ impl SqliteStore {
 
     pub(crate) async fn bootstrap(&self, root: Account, admin: NewUser) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let empty: bool =
-                c.query_row("SELECT NOT EXISTS(SELECT 1 FROM accounts)", [], |r| r.get(0))?;
+            let empty: bool = c.query_row("SELECT NOT EXISTS(SELECT 1 FROM accounts)", [], |r| r.get(0))?;
             if !empty {
                 return Ok(false);
             }
@@ -163,20 +160,18 @@ impl SqliteStore {
 
     pub(crate) fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT username, account, password_hash, roles FROM users WHERE username = ?1",
-            )?
-            .query_row([username], |r| {
-                let roles: String = r.get(3)?;
-                Ok(User {
-                    username: r.get(0)?,
-                    account: alias_at(r, 1)?,
-                    password_hash: r.get(2)?,
-                    roles: Roles::parse_list(roles.split(',').filter(|s| !s.is_empty()))
-                        .unwrap_or_default(),
+            c.prepare_cached("SELECT username, account, password_hash, roles FROM users WHERE username = ?1")?
+                .query_row([username], |r| {
+                    let roles: String = r.get(3)?;
+                    Ok(User {
+                        username: r.get(0)?,
+                        account: alias_at(r, 1)?,
+                        password_hash: r.get(2)?,
+                        roles: Roles::parse_list(roles.split(',').filter(|s| !s.is_empty()))
+                            .unwrap_or_default(),
+                    })
                 })
-            })
-            .optional()
+                .optional()
         })
     }
 
@@ -194,17 +189,9 @@ impl SqliteStore {
 
     pub(crate) fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError> {
         self.read(|c| {
-            c.query_row(
-                "SELECT key, account, password_hash FROM api_keys WHERE key = ?1",
-                [key],
-                |r| {
-                    Ok(ApiKey {
-                        key: r.get(0)?,
-                        account: alias_at(r, 1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
+            c.query_row("SELECT key, account, password_hash FROM api_keys WHERE key = ?1", [key], |r| {
+                Ok(ApiKey { key: r.get(0)?, account: alias_at(r, 1)?, password_hash: r.get(2)? })
+            })
             .optional()
         })
     }

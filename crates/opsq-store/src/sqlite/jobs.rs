@@ -176,11 +176,8 @@ impl SqliteStore {
 
     pub(crate) fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
         let mut args = Vec::new();
-        let mut clauses = vec![in_clause(
-            "account",
-            filter.accounts.iter().map(|a| a.as_str().to_string()),
-            &mut args,
-        )];
+        let mut clauses =
+            vec![in_clause("account", filter.accounts.iter().map(|a| a.as_str().to_string()), &mut args)];
         if !filter.statuses.is_empty() {
             clauses.push(in_clause(
                 "status",
@@ -238,10 +235,7 @@ impl SqliteStore {
             let claims = {
                 let mut stmt = c.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params_from_iter(args), |r| {
-                    Ok(Claim {
-                        job: rows::job(r)?,
-                        lease_token: r.get(JOB_COLUMN_COUNT)?,
-                    })
+                    Ok(Claim { job: rows::job(r)?, lease_token: r.get(JOB_COLUMN_COUNT)? })
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
@@ -278,7 +272,15 @@ impl SqliteStore {
                          RETURNING cancel_requested, lease_until",
                     )?
                     .query_row(
-                        params![number, lease_token, now + lease_ms, now, p.percent, p.step_number, p.description],
+                        params![
+                            number,
+                            lease_token,
+                            now + lease_ms,
+                            now,
+                            p.percent,
+                            p.step_number,
+                            p.description
+                        ],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?,
@@ -294,10 +296,7 @@ impl SqliteStore {
                     .optional()?,
             };
             match row {
-                Some((cancel_requested, lease_until)) => Ok(HeartbeatAck {
-                    cancel_requested,
-                    lease_until,
-                }),
+                Some((cancel_requested, lease_until)) => Ok(HeartbeatAck { cancel_requested, lease_until }),
                 None => Err(lease_lost_or_missing(c, number)),
             }
         })
@@ -328,7 +327,14 @@ impl SqliteStore {
                 JobOutcome::Succeeded(result) => {
                     let text = serde_json::to_string(&result)
                         .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
-                    (JobStatus::Succeeded, Some(text), None, now, "Request completed".to_string(), "succeeded".to_string())
+                    (
+                        JobStatus::Succeeded,
+                        Some(text),
+                        None,
+                        now,
+                        "Request completed".to_string(),
+                        "succeeded".to_string(),
+                    )
                 }
                 JobOutcome::Fatal(error) => (
                     JobStatus::Failed,
@@ -338,17 +344,26 @@ impl SqliteStore {
                     "Request failed".to_string(),
                     format!("failed: {error}"),
                 ),
-                JobOutcome::Retryable { error, run_after } if attempt < max_attempts && !cancel_requested => (
-                    JobStatus::Resumed,
-                    None,
-                    Some(error.clone()),
-                    run_after,
-                    format!("Retrying after attempt {attempt} failed"),
-                    format!("attempt {attempt} failed, will retry: {error}"),
-                ),
+                JobOutcome::Retryable { error, run_after } if attempt < max_attempts && !cancel_requested => {
+                    (
+                        JobStatus::Resumed,
+                        None,
+                        Some(error.clone()),
+                        run_after,
+                        format!("Retrying after attempt {attempt} failed"),
+                        format!("attempt {attempt} failed, will retry: {error}"),
+                    )
+                }
                 JobOutcome::Retryable { error, .. } => {
                     let error = format!("{error} (attempt {attempt} of {max_attempts}, no attempts left)");
-                    (JobStatus::Failed, None, Some(error.clone()), now, "Request failed".to_string(), format!("failed: {error}"))
+                    (
+                        JobStatus::Failed,
+                        None,
+                        Some(error.clone()),
+                        now,
+                        "Request failed".to_string(),
+                        format!("failed: {error}"),
+                    )
                 }
             };
             let finished_at = status.is_terminal().then_some(now);
@@ -423,9 +438,8 @@ impl SqliteStore {
     pub(crate) fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
         let mut args = Vec::new();
         let filter = kind_clause(kinds, &mut args);
-        let sql = format!(
-            "SELECT MIN(run_after) FROM jobs WHERE status IN ('notStarted', 'resumed') AND {filter}"
-        );
+        let sql =
+            format!("SELECT MIN(run_after) FROM jobs WHERE status IN ('notStarted', 'resumed') AND {filter}");
         self.read(|c| c.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0)))
     }
 }

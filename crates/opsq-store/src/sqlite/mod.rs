@@ -37,37 +37,25 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("opsq.db");
         let mut write_conn = Connection::open(&path)?;
         write_conn.busy_timeout(BUSY_TIMEOUT)?;
-        write_conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )?;
+        write_conn
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         schema::migrate(&mut write_conn)?;
 
         let reader_count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
-        let readers = (0..reader_count)
-            .map(|_| open_reader(&path).map(Mutex::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        let readers =
+            (0..reader_count).map(|_| open_reader(&path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
 
         let (writer, ops) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("opsq-sqlite-writer".into())
             .spawn(move || run_writer(write_conn, ops))
-            .map_err(|source| StoreError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-        Ok(Self {
-            path,
-            writer,
-            readers,
-            next_reader: AtomicUsize::new(0),
-        })
+            .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
+        Ok(Self { path, writer, readers, next_reader: AtomicUsize::new(0) })
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -91,9 +79,7 @@ impl SqliteStore {
                 return f(&conn).map_err(StoreError::from);
             }
         }
-        let conn = self.readers[start % n]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = self.readers[start % n].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&conn).map_err(StoreError::from)
     }
 

@@ -11,7 +11,17 @@ async fn admin_commands_work_while_the_server_runs() {
     assert!(text(&out.stdout).contains("ACME"));
 
     let out = opsq(
-        &["admin", "user", "add", "ops@acme", "--account", "ACME", "--role", "ServerOperator", "--password-stdin"],
+        &[
+            "admin",
+            "user",
+            "add",
+            "ops@acme",
+            "--account",
+            "ACME",
+            "--role",
+            "ServerOperator",
+            "--password-stdin",
+        ],
         &data,
         "a long enough password\n",
     );
@@ -37,11 +47,37 @@ async fn duplicate_or_invalid_input_is_a_clear_error_and_a_non_zero_exit() {
         (vec!["admin", "account", "add", "root1", "--location", "WA1"], "", "already exists"),
         (vec!["admin", "account", "add", "x", "--location", "WA1"], "", "invalid"),
         (vec!["admin", "account", "add", "GOOD", "--location", "WASHINGTON"], "", "invalid"),
-        (vec!["admin", "account", "add", "KID", "--location", "WA1", "--parent", "NOPE"], "", "does not exist"),
-        (vec!["admin", "user", "add", "bob", "--account", "ROOT1", "--password-stdin"], "short\n", "at least 8"),
+        (
+            vec!["admin", "account", "add", "KID", "--location", "WA1", "--parent", "NOPE"],
+            "",
+            "does not exist",
+        ),
+        (
+            vec!["admin", "user", "add", "bob", "--account", "ROOT1", "--password-stdin"],
+            "short\n",
+            "at least 8",
+        ),
         (vec!["admin", "user", "add", "bob", "--account", "ROOT1"], "", "--password-stdin"),
-        (vec!["admin", "user", "add", "bob", "--account", "NOPE", "--password-stdin"], "long password\n", "does not exist"),
-        (vec!["admin", "user", "add", "bob", "--account", "ROOT1", "--role", "Emperor", "--password-stdin"], "long password\n", "unknown"),
+        (
+            vec!["admin", "user", "add", "bob", "--account", "NOPE", "--password-stdin"],
+            "long password\n",
+            "does not exist",
+        ),
+        (
+            vec![
+                "admin",
+                "user",
+                "add",
+                "bob",
+                "--account",
+                "ROOT1",
+                "--role",
+                "Emperor",
+                "--password-stdin",
+            ],
+            "long password\n",
+            "unknown",
+        ),
         (vec!["admin", "api-key", "add", "--account", "NOPE"], "", "does not exist"),
     ] {
         let out = opsq(&args, &data, stdin);
@@ -49,9 +85,17 @@ async fn duplicate_or_invalid_input_is_a_clear_error_and_a_non_zero_exit() {
         let stderr = text(&out.stderr);
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
-    let first = opsq(&["admin", "user", "add", "bob", "--account", "ROOT1", "--password-stdin"], &data, "long password\n");
+    let first = opsq(
+        &["admin", "user", "add", "bob", "--account", "ROOT1", "--password-stdin"],
+        &data,
+        "long password\n",
+    );
     assert!(first.status.success(), "{}", text(&first.stderr));
-    let again = opsq(&["admin", "user", "add", "BOB", "--account", "ROOT1", "--password-stdin"], &data, "long password\n");
+    let again = opsq(
+        &["admin", "user", "add", "BOB", "--account", "ROOT1", "--password-stdin"],
+        &data,
+        "long password\n",
+    );
     assert!(!again.status.success());
     assert!(text(&again.stderr).contains("already exists"));
 }

@@ -17,7 +17,11 @@ pub fn clc_python() -> PathBuf {
     let python = venv.join("bin/python");
     let ready = venv.join(".clc-sdk-2.51");
     if !ready.exists() {
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 is required for the clc-sdk tests");
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is required for the clc-sdk tests");
         assert!(status.success(), "python3 -m venv failed");
         let out = Command::new(&python)
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "clc-sdk==2.51"])
@@ -35,7 +39,17 @@ async fn the_clc_sdk_python_package_works_unchanged() {
     let (_guard, data) = temp_dir();
     let server = ServerProcess::start(&data, &["--simulate", "--sim-step-ms", "50"]);
     let out = opsq(
-        &["admin", "user", "add", "sdk-user", "--account", "OPSQ", "--role", "ServerAdmin", "--password-stdin"],
+        &[
+            "admin",
+            "user",
+            "add",
+            "sdk-user",
+            "--account",
+            "OPSQ",
+            "--role",
+            "ServerAdmin",
+            "--password-stdin",
+        ],
         &data,
         "sdk password 1\n",
     );

@@ -49,7 +49,11 @@ impl ServerProcess {
         let mut admin_password = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).expect("opsq serve printed its listening address");
+            let Ok(line) = lines.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("opsq serve did not print its listening address within 30 s");
+            };
             if let Some(password) = line.strip_prefix("opsq: admin password (shown once): ") {
                 admin_password = Some(password.trim().to_string());
             }

@@ -15,11 +15,7 @@ async fn queue(server: &ServerProcess, token: &str, count: usize) -> Vec<String>
         .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    body.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["links"][0]["id"].as_str().unwrap().to_string())
-        .collect()
+    body.as_array().unwrap().iter().map(|e| e["links"][0]["id"].as_str().unwrap().to_string()).collect()
 }
 
 async fn wait_until_some_execute(server: &ServerProcess, token: &str, ids: &[String]) {
@@ -76,7 +72,8 @@ async fn every_accepted_job_survives_kill_9_and_runs_to_its_end() {
         .count();
     assert!(interrupted >= 1, "at least one job was running at the kill and resumed");
     for job in &jobs {
-        let outcomes = job["history"].as_array().unwrap().iter().filter(|e| e["status"] == "succeeded").count();
+        let outcomes =
+            job["history"].as_array().unwrap().iter().filter(|e| e["status"] == "succeeded").count();
         assert_eq!(outcomes, 1, "one recorded outcome: {job}");
     }
 }
