@@ -77,10 +77,13 @@ impl SqliteStore {
         })? {
             return Ok(value);
         }
+        // The caller's closure runs here, not on the writer thread, so a panic in it
+        // cannot take the writer (and every later write) down.
+        let value = init();
         self.write(move |c| {
             c.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-                params![key, init()],
+                params![key, value],
             )?;
             Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| r.get(0))?)
         })

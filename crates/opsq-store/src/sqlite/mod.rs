@@ -37,8 +37,16 @@ pub(crate) struct SqliteStore {
 
 impl SqliteStore {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::Io { path: data_dir.display().to_string(), source })?;
+        let io_error = |source| StoreError::Io { path: data_dir.display().to_string(), source };
+        if !data_dir.exists() {
+            std::fs::create_dir_all(data_dir).map_err(io_error)?;
+            // The store holds password hashes and the token signing key.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io_error)?;
+            }
+        }
         let path = data_dir.join("opsq.db");
         let mut write_conn = Connection::open(&path)?;
         write_conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -144,12 +152,21 @@ fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
         if conn.execute_batch("SAVEPOINT op").is_err() {
             continue;
         }
-        let (ok, completion) = op(Some(conn));
+        // A panicking write must not take the writer thread (and every later write)
+        // down: its savepoint is rolled back and its caller sees the store as closed.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(Some(conn))));
+        let (ok, completion) = match ran {
+            Ok((ok, completion)) => (ok, Some(completion)),
+            Err(_) => {
+                tracing::error!("a store write panicked; it was rolled back");
+                (false, None)
+            }
+        };
         let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
         if let Err(err) = conn.execute_batch(end) {
             tracing::error!(error = %err, "could not end a savepoint");
         }
-        completions.push(completion);
+        completions.extend(completion);
     }
     let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
     if committed.is_err() {
