@@ -8,6 +8,7 @@ mod render;
 mod routes;
 pub mod runner;
 mod state;
+mod v1;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -14,7 +14,7 @@ pub use error::StoreError;
 pub use store::Store;
 pub use types::{
     Account, ApiKey, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow, NewUser,
-    Rescued, SubmitOutcome, User,
+    Rescued, SubmitOutcome, User, V1Session,
 };
 
 /// The current wall-clock time in milliseconds since the Unix epoch.

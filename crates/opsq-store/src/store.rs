@@ -94,6 +94,20 @@ impl Store {
         dispatch!(self, s => s.api_key(key))
     }
 
+    /// Records a v1 session so that every node sharing the store accepts its cookie.
+    pub async fn create_v1_session(&self, session: V1Session) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create_v1_session(session).await)
+    }
+
+    /// The live (unexpired) session with this token hash, if any.
+    pub async fn v1_session(&self, token_hash: &str) -> Result<Option<V1Session>, StoreError> {
+        dispatch!(self, s => s.v1_session(token_hash, crate::now_ms()))
+    }
+
+    pub async fn delete_v1_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete_v1_session(token_hash.to_string()).await)
+    }
+
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {

@@ -119,3 +119,14 @@ pub struct JobFilter {
 pub(crate) fn progress_of(percent: i64, step_number: i64, description: String) -> Progress {
     Progress { percent: percent.clamp(0, 100) as u8, step_number: step_number.max(0) as u32, description }
 }
+
+/// A v1 API session (the `Tier3.API.Cookie`). Only a hash of the cookie's secret is
+/// stored, so a copy of the store does not hand out live sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Session {
+    pub token_hash: String,
+    pub api_key: String,
+    pub account: AccountAlias,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}

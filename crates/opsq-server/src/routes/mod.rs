@@ -7,7 +7,8 @@ mod servers;
 mod status;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::response::{IntoResponse, Response};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
@@ -30,8 +31,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("The requested resource does not exist.".into())
+/// Unmatched paths: the v1 API (whose routes are case-insensitive and tolerate `//`,
+/// which the router cannot express), else a JSON 404.
+async fn not_found(State(state): State<AppState>, request: Request) -> Response {
+    if crate::v1::is_v1_path(request.uri().path()) {
+        return crate::v1::dispatch(state, request).await;
+    }
+    ApiError::NotFound("The requested resource does not exist.".into()).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{alias_at, location_at};
 use super::SqliteStore;
-use crate::types::{Account, ApiKey, NewUser, User};
+use crate::types::{Account, ApiKey, NewUser, User, V1Session};
 use crate::{now_ms, StoreError};
 
 fn insert_account(conn: &Connection, account: &Account) -> Result<(), StoreError> {
@@ -197,5 +197,50 @@ impl SqliteStore {
             })
             .optional()
         })
+    }
+
+    pub(crate) async fn create_v1_session(&self, session: V1Session) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO v1_sessions (token_hash, api_key, account, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.token_hash,
+                    session.api_key,
+                    session.account.as_str(),
+                    session.created_at,
+                    session.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) fn v1_session(&self, token_hash: &str, now: i64) -> Result<Option<V1Session>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT token_hash, api_key, account, created_at, expires_at FROM v1_sessions
+                 WHERE token_hash = ?1 AND expires_at > ?2",
+            )?
+            .query_row(params![token_hash, now], |r| {
+                Ok(V1Session {
+                    token_hash: r.get(0)?,
+                    api_key: r.get(1)?,
+                    account: alias_at(r, 2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    pub(crate) async fn delete_v1_session(&self, token_hash: String) -> Result<(), StoreError> {
+        self.write(move |c| {
+            c.execute("DELETE FROM v1_sessions WHERE token_hash = ?1 OR expires_at <= ?2", params![token_hash, now_ms()])?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -78,6 +78,15 @@ CREATE TABLE job_events (
     message TEXT NOT NULL
 );
 CREATE INDEX job_events_by_job ON job_events(job, id);
+"#, r#"
+CREATE TABLE v1_sessions (
+    token_hash TEXT PRIMARY KEY,
+    api_key    TEXT NOT NULL,
+    account    TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX v1_sessions_by_expiry ON v1_sessions(expires_at);
 "#];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
