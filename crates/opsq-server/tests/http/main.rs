@@ -6,3 +6,4 @@ mod jobs;
 mod login;
 mod servers;
 mod status;
+mod v1;

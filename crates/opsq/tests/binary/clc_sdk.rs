@@ -66,3 +66,62 @@ async fn the_clc_sdk_python_package_works_unchanged() {
     assert!(out.status.success(), "clc-sdk script failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("5 passed, 0 failed"));
 }
+
+#[tokio::test]
+async fn the_clc_sdk_v1_client_works_unchanged() {
+    let python = clc_python();
+    let (_guard, data) = temp_dir();
+    let server = ServerProcess::start(&data, &["--simulate", "--sim-step-ms", "10"]);
+    let token = server.login("admin", server.admin_password.as_deref().unwrap()).await;
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for kind in ["server.powerOn", "v1.waits", "v1.fails"] {
+        let response = http
+            .post(server.url("/v2/operations/OPSQ/jobs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"kind": kind}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        ids.push(body["number"].as_i64().unwrap());
+    }
+    // Nobody handles v1.fails in the server: fail it as a worker process would,
+    // through the store the server shares.
+    let store = opsq_store::Store::open_sqlite(&data).unwrap();
+    let claim = store
+        .claim(opsq_store::ClaimRequest {
+            kinds: vec!["v1.fails".into()],
+            limit: 1,
+            owner: "test-worker".into(),
+            lease_ms: 60_000,
+            accounts: None,
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    store.finish(claim.job.number, &claim.lease_token, opsq_store::JobOutcome::Fatal("broken".into())).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.job(ids[0]).await.unwrap().unwrap().status != opsq_domain::JobStatus::Succeeded {
+        assert!(std::time::Instant::now() < deadline, "the simulated job never succeeded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let key = opsq(&["admin", "api-key", "add", "--account", "OPSQ", "--json"], &data, "");
+    assert!(key.status.success(), "{}", text(&key.stderr));
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    let script = workspace_root().join("tests/compat/clc_sdk_v1.py");
+    let out = Command::new(python)
+        .arg(script)
+        .env("OPSQ_URL", &server.base)
+        .env("OPSQ_API_KEY", key["apiKey"].as_str().unwrap())
+        .env("OPSQ_API_PASSWORD", key["password"].as_str().unwrap())
+        .env("OPSQ_DONE_ID", ids[0].to_string())
+        .env("OPSQ_PENDING_ID", ids[1].to_string())
+        .env("OPSQ_FAILED_ID", ids[2].to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "clc-sdk v1 script failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("passed, 0 failed"));
+}

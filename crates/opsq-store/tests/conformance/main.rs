@@ -1,0 +1,104 @@
+//! The store conformance suite: each test is written once as `async fn name(store:
+//! Store)` against the public [`Store`] API and run on every backend, so a new backend
+//! is held to exactly the rules the existing ones keep.
+//!
+//! Adding a backend takes two lines: a factory `async fn x_store() -> (Store, Guard)`
+//! that returns a store over an empty database (the guard keeps that database alive
+//! and cleans it up when dropped), and `all_conformance_tests!(x, x_store);`. The tests
+//! then show up as `x::<test name>`, so `cargo test -p opsq-store --test conformance
+//! x::` runs one backend.
+
+mod accounts;
+mod concurrency;
+mod jobs;
+mod leases;
+mod support;
+
+use opsq_store::Store;
+
+/// Whatever keeps a backend's scratch database alive for one test; dropped after it.
+pub type Guard = Box<dyn std::any::Any + Send>;
+
+/// A SQLite store in a fresh temporary directory: a real file, WAL and all.
+async fn sqlite_store() -> (Store, Guard) {
+    let dir = tempfile::TempDir::new().expect("create a temporary directory");
+    let store = Store::open_sqlite(dir.path()).expect("open the SQLite store");
+    (store, Box::new(dir))
+}
+
+/// Instantiates each listed test for one backend as `#[tokio::test]`s in a module
+/// named after the backend. Every test runs on a multi-threaded runtime, since many
+/// of them race calls against each other.
+macro_rules! conformance_tests {
+    ($backend:ident, $factory:ident; $($module:ident :: $test:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (store, guard) = super::$factory().await;
+                    crate::$module::$test(store).await;
+                    drop(guard);
+                }
+            )+
+        }
+    };
+}
+
+/// The whole suite for one backend. A test missing here is dead code, which the
+/// `-D warnings` clippy run rejects, so nothing is written and then left unrun.
+macro_rules! all_conformance_tests {
+    ($backend:ident, $factory:ident) => {
+        conformance_tests!($backend, $factory;
+            accounts::ping_and_describe,
+            accounts::accounts_form_a_tree,
+            accounts::duplicate_account_is_refused,
+            accounts::account_with_unknown_parent_is_not_found,
+            accounts::users_round_trip_and_match_case_insensitively,
+            accounts::api_keys_round_trip,
+            accounts::v1_sessions_are_live_until_they_expire_or_are_deleted,
+            accounts::setting_or_init_keeps_the_first_value,
+            accounts::panicking_setting_init_does_not_break_the_store,
+            accounts::bootstrap_runs_only_on_an_empty_store,
+            accounts::bootstrap_is_skipped_when_accounts_exist,
+            accounts::failed_bootstrap_leaves_nothing_behind,
+            jobs::submit_round_trips_every_field,
+            jobs::job_numbers_increase,
+            jobs::submitted_job_has_one_history_event,
+            jobs::idempotency_key_returns_the_first_job,
+            jobs::submit_accepts_several_jobs_in_one_call,
+            jobs::unknown_jobs_are_absent,
+            jobs::list_jobs_filters_and_pages,
+            jobs::next_run_after_reports_the_earliest_waiting_job,
+            leases::claim_only_takes_claimable_statuses,
+            leases::claim_matches_exact_kinds_and_globs,
+            leases::claim_respects_limit_and_accounts,
+            leases::claim_starts_an_attempt,
+            leases::claimed_job_is_not_claimed_again,
+            leases::claim_skips_jobs_scheduled_for_later,
+            leases::heartbeat_renews_the_lease_and_records_progress,
+            leases::heartbeat_is_fenced,
+            leases::finish_succeeded_stores_the_result,
+            leases::finish_fatal_fails_the_job,
+            leases::finish_retryable_resumes_and_runs_again,
+            leases::finish_retryable_without_attempts_left_fails,
+            leases::second_finish_is_refused,
+            leases::terminal_jobs_never_change,
+            leases::rescue_by_owner_prefix,
+            leases::rescue_takes_back_expired_leases,
+            leases::rescued_lease_token_is_fenced,
+            leases::expired_lease_is_fenced_before_rescue,
+            leases::history_records_each_transition,
+            concurrency::concurrent_submits_get_distinct_numbers,
+            concurrency::concurrent_claims_never_share_a_job,
+            concurrency::concurrent_finishes_record_one_outcome,
+            concurrency::finish_racing_rescue_records_one_outcome,
+            concurrency::concurrent_setting_inits_agree,
+            concurrency::concurrent_idempotent_submits_make_one_job,
+            concurrency::concurrent_rescues_take_each_job_once,
+            concurrency::concurrent_bootstraps_make_one_root,
+            concurrency::failing_write_does_not_undo_its_neighbours,
+        );
+    };
+}
+
+all_conformance_tests!(sqlite, sqlite_store);
