@@ -1,6 +1,7 @@
 //! `opsq`: one binary for the server, its administration, and its clients.
 
 mod admin;
+mod client;
 mod serve;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage accounts, users and API keys directly in the store (works while a server runs).
     Admin(admin::AdminArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 /// Where the embedded store lives unless `--data-dir`/`OPSQ_DATA_DIR` says otherwise.
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Client(command) => client::run(command).await,
         }
     });
     match result {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use opsq_domain::{AccountAlias, Location};
-use opsq_server::{RunnerConfig, ServeOptions};
+use opsq_server::{HousekeepingConfig, RunnerConfig, ServeOptions, ServerConfig};
 use opsq_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -42,6 +42,13 @@ pub struct ServeArgs {
     /// Jobs the in-process runner runs at once.
     #[arg(long, env = "OPSQ_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
+    /// Days finished jobs are kept before being pruned.
+    #[arg(long, env = "OPSQ_RETENTION_DAYS", default_value_t = 30)]
+    retention_days: u64,
+    /// Seconds a job may stay `unknown` (worker lost, kind not safe to repeat) before
+    /// it ends `failed`, unless a probe or an operator resolves it first.
+    #[arg(long, env = "OPSQ_UNKNOWN_TIMEOUT_SECS", default_value_t = 3600)]
+    unknown_timeout_secs: u64,
     /// Seconds running jobs get to finish at shutdown before being handed back.
     #[arg(long, env = "OPSQ_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -71,7 +78,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         println!("opsq: admin password (shown once): {}", created.password);
     }
-    let state = opsq_server::app_state(store.clone()).await?;
+    let server_config = ServerConfig { default_lease_ms: args.lease_secs.max(1) as i64 * 1000 };
+    let state = opsq_server::app_state(store.clone(), server_config).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -90,6 +98,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             ..RunnerConfig::default()
         },
+        housekeeping: HousekeepingConfig {
+            retention: Duration::from_secs(args.retention_days * 24 * 3600),
+            unknown_timeout: Duration::from_secs(args.unknown_timeout_secs.max(1)),
+            ..HousekeepingConfig::default()
+        },
+        ..ServeOptions::default()
     };
     opsq_server::serve(state, listener, options, shutdown).await?;
     tracing::info!("opsq stopped");

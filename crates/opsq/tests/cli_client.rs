@@ -71,7 +71,9 @@ impl Server {
             }
         }
         if server.admin_password.is_empty() {
-            return Err(format!("a fresh store printed no admin password; stderr:\n{}", server.stderr()).into());
+            return Err(
+                format!("a fresh store printed no admin password; stderr:\n{}", server.stderr()).into()
+            );
         }
         Ok(server)
     }
@@ -157,13 +159,21 @@ fn login_submit_wait_and_status_against_the_real_server() -> TestResult {
     assert!(run.stderr.contains("opsq login"), "{}", context(&run));
 
     // A wrong password is refused with the server's message.
-    let run = opsq(&config_dir, &["login", "--username", "admin", "--password-stdin", "--server", &server.url], Some("wrong\n"))?;
+    let run = opsq(
+        &config_dir,
+        &["login", "--username", "admin", "--password-stdin", "--server", &server.url],
+        Some("wrong\n"),
+    )?;
     assert_ne!(run.code(), Some(0), "{}", context(&run));
     assert!(run.stderr.contains("400"), "{}", context(&run));
 
     // Log in, with the password on stdin.
     let password_line = format!("{}\n", server.admin_password);
-    let run = opsq(&config_dir, &["login", "--username", "admin", "--password-stdin", "--server", &server.url], Some(&password_line))?;
+    let run = opsq(
+        &config_dir,
+        &["login", "--username", "admin", "--password-stdin", "--server", &server.url],
+        Some(&password_line),
+    )?;
     assert_eq!(run.code(), Some(0), "{}", context(&run));
     assert_eq!(run.stdout.trim(), "Logged in as admin (account OPSQ, location WA1)", "{}", context(&run));
 
@@ -180,7 +190,19 @@ fn login_submit_wait_and_status_against_the_real_server() -> TestResult {
     assert_eq!(credentials["locationAlias"], "WA1");
 
     // Submit (the server comes from the saved login) and wait for it.
-    let run = opsq(&config_dir, &["submit", "--kind", "server.powerOn", "--title", "Power on WA1DEMOWEB01", "--payload", r#"{"server":"WA1DEMOWEB01"}"#], None)?;
+    let run = opsq(
+        &config_dir,
+        &[
+            "submit",
+            "--kind",
+            "server.powerOn",
+            "--title",
+            "Power on WA1DEMOWEB01",
+            "--payload",
+            r#"{"server":"WA1DEMOWEB01"}"#,
+        ],
+        None,
+    )?;
     assert_eq!(run.code(), Some(0), "{}", context(&run));
     let id = run.stdout.trim().to_string();
     assert!(id.starts_with("wa1-"), "a status id such as wa1-12, got {id:?}");
@@ -214,7 +236,11 @@ fn login_submit_wait_and_status_against_the_real_server() -> TestResult {
     let second_id = second_job["id"].as_str().ok_or("no id")?.to_string();
 
     // Several jobs at once, as JSON lines.
-    let run = opsq(&config_dir, &["wait", &id, &second_id, "--timeout", "60", "--interval-ms", "50", "--json"], None)?;
+    let run = opsq(
+        &config_dir,
+        &["wait", &id, &second_id, "--timeout", "60", "--interval-ms", "50", "--json"],
+        None,
+    )?;
     assert_eq!(run.code(), Some(0), "{}", context(&run));
     let lines: Vec<serde_json::Value> =
         run.stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;

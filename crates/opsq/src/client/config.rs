@@ -99,8 +99,7 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Credentials>> {
         Ok(raw) => raw,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
         Err(err) => {
-            return Err(err)
-                .with_context(|| format!("cannot read the credentials file {}", path.display()))
+            return Err(err).with_context(|| format!("cannot read the credentials file {}", path.display()))
         }
     };
     let credentials = serde_json::from_slice(&raw).with_context(|| {

@@ -56,10 +56,10 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
         location_alias: login.location_alias,
     };
     config::save(&path, &credentials)?;
-    println!(
+    super::print_line(&format!(
         "Logged in as {} (account {}, location {})",
         credentials.user_name, credentials.account_alias, credentials.location_alias
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -80,9 +80,9 @@ fn read_password_line(mut input: impl BufRead) -> anyhow::Result<String> {
 fn password_from_env(value: Option<String>) -> anyhow::Result<String> {
     match value {
         Some(password) if !password.is_empty() => Ok(password),
-        _ => bail!(
-            "no password given: pass --password-stdin and pipe the password in, or set {PASSWORD_ENV}"
-        ),
+        _ => {
+            bail!("no password given: pass --password-stdin and pipe the password in, or set {PASSWORD_ENV}")
+        }
     }
 }
 

@@ -10,7 +10,7 @@ mod status;
 mod submit;
 mod wait;
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use opsq_client::Client;
@@ -88,6 +88,17 @@ fn check_status_id(raw: &str) -> anyhow::Result<()> {
 /// Prints a value as pretty JSON on stdout, for `--json`.
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot encode the answer as JSON")?;
-    println!("{text}");
-    Ok(())
+    print_line(&text)
+}
+
+/// Writes one line to stdout. A reader that went away (`opsq status --json | head`)
+/// is not an error worth a panic, which is what `println!` would do.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
 }

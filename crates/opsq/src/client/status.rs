@@ -32,7 +32,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         super::print_json(&job)?;
     } else {
         let status = session.client.status(&session.alias, &args.id).await.with_context(what)?;
-        println!("{status}");
+        super::print_line(status.as_str())?;
     }
     Ok(ExitCode::SUCCESS)
 }

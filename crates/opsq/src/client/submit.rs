@@ -53,11 +53,10 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         safe_to_repeat: args.safe_to_repeat,
     };
     let session = Session::open(args.server, args.alias)?;
-    let submission = session
-        .client
-        .submit(&session.alias, &request, args.idempotency_key.as_deref())
-        .await
-        .with_context(|| format!("cannot submit the {} job to account {}", request.kind, session.alias))?;
+    let submission =
+        session.client.submit(&session.alias, &request, args.idempotency_key.as_deref()).await.with_context(
+            || format!("cannot submit the {} job to account {}", request.kind, session.alias),
+        )?;
     if submission.replayed {
         eprintln!(
             "note: this idempotency key was used before; {} is the job it created then",
@@ -67,7 +66,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         super::print_json(&submission.job)?;
     } else {
-        println!("{}", submission.job.id);
+        super::print_line(&submission.job.id)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,275 @@
+//! The JSON bodies of the API, field for field, in the server's camelCase.
+//!
+//! Dates stay strings (ISO-8601 UTC as the server sends them): the client only shows
+//! them, so parsing would add a dependency and a way to fail for nothing.
+
+use std::fmt;
+
+use opsq_domain::JobStatus;
+use serde::{Deserialize, Serialize};
+
+/// The answer to `POST /v2/authentication/login`: who the token belongs to, and the
+/// token every other call sends as `Authorization: Bearer`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// The user name as the server spells it.
+    pub user_name: String,
+    /// The user's home account, the default alias for later calls.
+    pub account_alias: String,
+    /// The home account's location, e.g. `WA1`.
+    pub location_alias: String,
+    /// Roles such as `AccountAdmin`; they decide what the token may do.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The secret: never print or log it.
+    pub bearer_token: String,
+}
+
+/// Hand-written so the token never lands in a log or a panic message.
+impl fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("user_name", &self.user_name)
+            .field("account_alias", &self.account_alias)
+            .field("location_alias", &self.location_alias)
+            .field("roles", &self.roles)
+            .field("bearer_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A job as the jobs API shows it (`GET /v2/operations/{alias}/jobs/{id}`).
+///
+/// Fields the server may leave out are defaulted, so an older or newer server with a
+/// slightly different shape still decodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The v2 status id, e.g. `wa1-12`: what `status` and `wait` take.
+    pub id: String,
+    /// The job number, unique per deployment.
+    pub number: i64,
+    /// The account the job belongs to.
+    pub account_alias: String,
+    /// The data center it runs for.
+    pub location_alias: String,
+    /// The dotted kind that picks the handler, e.g. `server.powerOn`.
+    pub kind: String,
+    /// Human text, e.g. "Power On server WA1DEMOWEB01".
+    #[serde(default)]
+    pub title: String,
+    /// The handler's input.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// One of the six v2 statuses; only `succeeded` and `failed` are final.
+    pub status: JobStatus,
+    /// How far the current attempt got.
+    #[serde(default)]
+    pub progress: JobProgress,
+    /// When the status last changed.
+    #[serde(default)]
+    pub status_date: String,
+    /// When the job was accepted.
+    #[serde(default)]
+    pub created_date: String,
+    /// When a worker first started it.
+    #[serde(default)]
+    pub started_date: Option<String>,
+    /// When it reached `succeeded` or `failed`.
+    #[serde(default)]
+    pub finished_date: Option<String>,
+    /// When a waiting job may next be claimed (later than now while a retry backs off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<String>,
+    /// Attempts so far.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The attempt limit.
+    #[serde(default)]
+    pub max_attempts: u32,
+    /// Whether running it twice is harmless.
+    #[serde(default)]
+    pub safe_to_repeat: bool,
+    /// The handler's output once succeeded.
+    #[serde(default)]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed. Kept as JSON because servers may send text or an object.
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+    /// The key it was submitted with, if any.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The user who submitted it.
+    #[serde(default)]
+    pub submitter: String,
+    /// Whether a cancel was asked for and the handler has not acted on it yet.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Every transition, oldest first.
+    #[serde(default)]
+    pub history: Vec<JobEvent>,
+    /// Where to read it (`self`) and its v2 status (`status`).
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// Fields this client does not know yet, kept so `--json` output and
+    /// re-serialisation show everything the server sent.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Job {
+    /// The failure text for display: the `error` string itself, or its JSON.
+    pub fn error_text(&self) -> Option<String> {
+        match &self.error {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+        }
+    }
+}
+
+/// Where a running job says it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JobProgress {
+    /// 0 to 100.
+    pub percent: u8,
+    /// The handler's step counter.
+    pub step_number: u32,
+    /// The current step in words, e.g. "Booting".
+    pub description: String,
+}
+
+/// One transition in a job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobEvent {
+    /// When it happened.
+    pub date: String,
+    /// The status entered.
+    pub status: JobStatus,
+    /// The attempt it belongs to.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Why, e.g. "accepted".
+    #[serde(default)]
+    pub message: String,
+}
+
+/// An entry of the CLC links framework.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Link {
+    /// What the link is to the object, e.g. `self` or `status`.
+    pub rel: String,
+    /// A path on the same server.
+    pub href: String,
+    /// The status id, on `status` links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The body of `POST /v2/operations/{alias}/jobs`. Unset fields are left out so the
+/// server's defaults apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitRequest {
+    /// The dotted kind, e.g. `server.powerOn`.
+    pub kind: String,
+    /// Human text shown in lists and the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The handler's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// The attempt limit; the server picks one when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Whether running it twice is harmless; decides `resumed` versus `unknown` when a
+    /// worker is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_to_repeat: Option<bool>,
+}
+
+/// What a submit returned: the job, and whether it already existed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// The job, new or earlier.
+    pub job: Job,
+    /// True when the idempotency key had been used with the same body, so the server
+    /// returned the job that first submission created (HTTP 200 instead of 202).
+    pub replayed: bool,
+}
+
+/// The body of `GET /v2/operations/{alias}/status/{id}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatusResponse {
+    pub(crate) status: JobStatus,
+}
+
+/// The body of `POST /v2/authentication/login`. Not `Debug`, so the password cannot
+/// be printed by accident.
+#[derive(Serialize)]
+pub(crate) struct LoginRequest<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) password: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = r#"{"id":"wa1-12","number":12,"accountAlias":"OPSQ","locationAlias":"WA1","kind":"server.powerOn","title":"t","payload":{},
+ "status":"executing","progress":{"percent":40,"stepNumber":2,"description":"Booting"},
+ "statusDate":"2026-11-22T23:50:01.123Z","createdDate":"2026-11-22T23:50:00.000Z","startedDate":null,"finishedDate":null,
+ "attempt":1,"maxAttempts":3,"safeToRepeat":true,"result":null,"error":null,"idempotencyKey":null,"submitter":"admin","cancelRequested":false,
+ "history":[{"date":"2026-11-22T23:50:00.000Z","status":"notStarted","attempt":0,"message":"accepted"}],
+ "links":[{"rel":"self","href":"/v2/operations/opsq/jobs/wa1-12"},{"rel":"status","href":"/v2/operations/opsq/status/wa1-12","id":"wa1-12"}]}"#;
+
+    #[test]
+    fn decodes_the_documented_job() {
+        let job: Job = serde_json::from_str(JOB).expect("documented shape decodes");
+        assert_eq!(job.id, "wa1-12");
+        assert_eq!(job.status, JobStatus::Executing);
+        assert_eq!(job.progress.percent, 40);
+        assert_eq!(job.progress.step_number, 2);
+        assert_eq!(job.history[0].status, JobStatus::NotStarted);
+        assert_eq!(job.links[1].id.as_deref(), Some("wa1-12"));
+        assert_eq!(job.error_text(), None);
+        let again = serde_json::to_value(&job).expect("serializes");
+        assert_eq!(again["progress"]["stepNumber"], 2);
+        assert_eq!(again["accountAlias"], "OPSQ");
+        assert!(job.extra.is_empty(), "{:?}", job.extra);
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_round_trip() {
+        let mut value: serde_json::Value = serde_json::from_str(JOB).expect("valid JSON");
+        value["futureField"] = serde_json::json!({"x": 1});
+        value["runAfter"] = serde_json::json!("2026-11-22T23:50:00.000Z");
+        let job: Job = serde_json::from_value(value.clone()).expect("decodes");
+        assert_eq!(job.run_after.as_deref(), Some("2026-11-22T23:50:00.000Z"));
+        assert_eq!(serde_json::to_value(&job).expect("serializes"), value);
+    }
+
+    #[test]
+    fn submit_request_leaves_unset_fields_out() {
+        let body = SubmitRequest { kind: "server.powerOn".into(), ..Default::default() };
+        assert_eq!(serde_json::to_string(&body).ok().as_deref(), Some(r#"{"kind":"server.powerOn"}"#));
+        let body = SubmitRequest { max_attempts: Some(2), safe_to_repeat: Some(false), ..body };
+        let value = serde_json::to_value(&body).expect("serializes");
+        assert_eq!(value["maxAttempts"], 2);
+        assert_eq!(value["safeToRepeat"], false);
+    }
+
+    #[test]
+    fn login_response_debug_hides_the_token() {
+        let login: LoginResponse = serde_json::from_str(
+            r#"{"userName":"admin","accountAlias":"OPSQ","locationAlias":"WA1","roles":["AccountAdmin"],"bearerToken":"secret-token"}"#,
+        )
+        .expect("decodes");
+        assert_eq!(login.bearer_token, "secret-token");
+        assert!(!format!("{login:?}").contains("secret-token"));
+    }
+}
