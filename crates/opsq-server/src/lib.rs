@@ -4,11 +4,13 @@
 pub mod auth;
 mod body;
 mod error;
+pub mod housekeeping;
 mod render;
 mod routes;
 pub mod runner;
 mod state;
 mod v1;
+mod wakeup;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,28 +24,37 @@ use opsq_domain::{AccountAlias, Location, Role, Roles};
 use opsq_store::{Account, NewUser, Store};
 use rand::distributions::{Alphanumeric, DistString};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, BAD_CREDENTIALS};
 pub use runner::{Registry, RunnerConfig};
-pub use state::{AppState, MAX_BODY_BYTES};
+pub use housekeeping::HousekeepingConfig;
+pub use state::{AppState, ServerConfig, MAX_BODY_BYTES};
 
 use auth::{hash_password, LoginThrottle, TokenKeys};
 
 /// What `opsq serve` decides beyond the store and the listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     pub simulate: bool,
     pub sim_step: Duration,
     pub runner: RunnerConfig,
+    pub housekeeping: housekeeping::HousekeepingConfig,
+    /// Handlers to run in process besides the simulator's (embedding, tests).
+    pub handlers: Registry,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { simulate: false, sim_step: runner::simulator::DEFAULT_STEP, runner: RunnerConfig::default() }
+        Self {
+            simulate: false,
+            sim_step: runner::simulator::DEFAULT_STEP,
+            runner: RunnerConfig::default(),
+            housekeeping: housekeeping::HousekeepingConfig::default(),
+            handlers: Registry::default(),
+        }
     }
 }
 
@@ -92,7 +103,7 @@ pub async fn bootstrap(
 
 /// Builds the shared state: the token key (created once, kept in the store so every
 /// node signs alike) and a decoy hash for timing-safe failed logins.
-pub async fn app_state(store: Store) -> anyhow::Result<AppState> {
+pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<AppState> {
     let secret = store
         .setting_or_init("token_signing_key", || {
             let bytes: [u8; 32] = rand::random();
@@ -111,7 +122,9 @@ pub async fn app_state(store: Store) -> anyhow::Result<AppState> {
         store,
         tokens: Arc::new(TokenKeys::from_secret(&secret)),
         throttle: Arc::new(LoginThrottle::default()),
-        job_submitted: Arc::new(Notify::new()),
+        wakeup: wakeup::Wakeup::default(),
+        running: wakeup::RunningJobs::default(),
+        config,
         decoy_hash: Arc::new(decoy),
     })
 }
@@ -138,17 +151,25 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut registry = Registry::default();
+    let mut registry = options.handlers.clone();
     if options.simulate {
         runner::simulator::register(&mut registry, options.sim_step);
     }
     let runner = runner::Runner::new(
         state.store.clone(),
-        registry,
-        state.job_submitted.clone(),
+        registry.clone(),
+        state.wakeup.clone(),
+        state.running.clone(),
         options.runner.clone(),
     );
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));
+    let housekeeping_task = tokio::spawn(housekeeping::run(
+        state.store.clone(),
+        registry,
+        state.wakeup.clone(),
+        options.housekeeping.clone(),
+        shutdown.clone(),
+    ));
     let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)
@@ -156,5 +177,6 @@ pub async fn serve(
         .await
         .context("serving HTTP")?;
     runner_task.await.context("the runner stopped abnormally")?;
+    housekeeping_task.await.context("housekeeping stopped abnormally")?;
     Ok(())
 }

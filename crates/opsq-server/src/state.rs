@@ -4,27 +4,50 @@ use std::sync::Arc;
 
 use opsq_domain::AccountAlias;
 use opsq_store::Store;
-use tokio::sync::Notify;
 
 use crate::auth::{Caller, LoginThrottle, TokenKeys};
 use crate::error::{ApiError, ApiResult};
+use crate::wakeup::{RunningJobs, Wakeup};
 
 /// Largest request body accepted, in bytes; larger bodies get 413 without being read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Attempts a job gets when neither it nor its kind says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<TokenKeys>,
     pub throttle: Arc<LoginThrottle>,
-    /// Woken after every accepted submission so the runner claims at once.
-    pub job_submitted: Arc<Notify>,
+    /// Bumped after every accepted submission so the runner and long-polling
+    /// workers claim at once.
+    pub wakeup: Wakeup,
+    /// Jobs running in this process, for immediate cancels.
+    pub running: RunningJobs,
+    /// Defaults of `opsq serve` that handlers need.
+    pub config: ServerConfig,
     /// An argon2id hash of nothing anyone knows, checked when a username does not
     /// exist so that failed logins take the same time either way.
     pub decoy_hash: Arc<String>,
 }
 
 impl AppState {
+    /// A kind's attempt limit and repeat-safety, from `opsq admin kind set`, with the
+    /// job's own values (when given) taking precedence.
+    pub async fn kind_defaults(
+        &self,
+        kind: &opsq_domain::JobKind,
+        max_attempts: Option<u32>,
+        safe_to_repeat: Option<bool>,
+    ) -> ApiResult<(u32, bool)> {
+        let settings = self.store.kind(kind.as_str()).await?.unwrap_or_default();
+        Ok((
+            max_attempts.or(settings.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            safe_to_repeat.or(settings.safe_to_repeat).unwrap_or(true),
+        ))
+    }
+
     /// Resolves the `{alias}` of a URL for this caller: 403 unless it is the caller's
     /// account or one below it. Malformed aliases get the same answer, so the reply
     /// tells nothing about which accounts exist.
@@ -42,5 +65,18 @@ impl AppState {
         } else {
             Err(denied())
         }
+    }
+}
+
+/// Server-wide settings handlers read.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The lease given to claims of kinds without their own.
+    pub default_lease_ms: i64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { default_lease_ms: 30_000 }
     }
 }

@@ -13,8 +13,8 @@ mod types;
 pub use error::StoreError;
 pub use store::Store;
 pub use types::{
-    Account, ApiKey, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow, NewUser,
-    Rescued, SubmitOutcome, User, V1Session,
+    Account, ApiKey, CancelOutcome, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow,
+    KindSettings, NewUser, Rescued, Resolution, SubmitOutcome, User, V1Session,
 };
 
 /// The current wall-clock time in milliseconds since the Unix epoch.

@@ -169,4 +169,45 @@ impl Store {
     pub async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
         dispatch!(self, s => s.next_run_after(kinds))
     }
+
+    /// Cancels a job: at once if it waits, by asking its worker if it runs.
+    pub async fn cancel(&self, number: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
+        dispatch!(self, s => s.cancel(number, reason.to_string()).await)
+    }
+
+    /// Settles an `unknown` outcome; refused for any other status.
+    pub async fn resolve(&self, number: i64, resolution: Resolution, note: &str) -> Result<Job, StoreError> {
+        dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)
+    }
+
+    pub async fn set_kind(&self, settings: KindSettings) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_kind(settings).await)
+    }
+
+    pub async fn kind(&self, kind: &str) -> Result<Option<KindSettings>, StoreError> {
+        dispatch!(self, s => s.kind(kind))
+    }
+
+    /// Deletes up to `limit` jobs that ended before `finished_before`, with their history.
+    pub async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.prune_finished(finished_before, limit).await)
+    }
+
+    /// Ends `failed` the jobs `unknown` since before the given time.
+    pub async fn fail_stale_unknown(
+        &self,
+        unknown_since_before: i64,
+        reason: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        dispatch!(self, s => s.fail_stale_unknown(unknown_since_before, reason.to_string()).await)
+    }
+
+    /// The oldest `unknown` jobs, for reconcile probes.
+    pub async fn unknown_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
+        dispatch!(self, s => s.unknown_jobs(limit))
+    }
+
+    pub async fn prune_sessions(&self) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.prune_sessions().await)
+    }
 }

@@ -76,6 +76,8 @@ pub struct ClaimRequest {
 pub struct Claim {
     pub job: Job,
     pub lease_token: String,
+    /// When the lease ends unless renewed (the kind's lease, or the requested one).
+    pub lease_until: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,4 +131,37 @@ pub struct V1Session {
     pub account: AccountAlias,
     pub created_at: Millis,
     pub expires_at: Millis,
+}
+
+/// Per-kind defaults, set by operators (`opsq admin kind set`). A job's own
+/// `maxAttempts`/`safeToRepeat` win over these; the lease is always the kind's when
+/// set, so every worker of a kind renews on the same clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindSettings {
+    pub kind: String,
+    pub lease_ms: Option<i64>,
+    pub max_attempts: Option<u32>,
+    pub safe_to_repeat: Option<bool>,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone)]
+pub enum CancelOutcome {
+    /// The job was waiting: it is now `failed`.
+    Cancelled(Job),
+    /// The job is running: its worker is asked to stop (cooperative).
+    Requested(Job),
+    /// The job had already ended; its real outcome stands.
+    AlreadyFinished(Job),
+    /// The job's outcome is unknown: it must be resolved, not cancelled.
+    NeedsResolution(Job),
+}
+
+/// An operator's (or a probe's) verdict on a job whose outcome is `unknown`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    Succeeded(serde_json::Value),
+    Failed(String),
+    /// The effect did not happen: run it again.
+    Retry,
 }

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use opsq_domain::{JobKind, JobStatus, NewJob};
-use opsq_store::{JobFilter, SubmitOutcome};
+use opsq_store::{CancelOutcome, JobFilter, SubmitOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -19,7 +19,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::render::job_json;
 use crate::state::AppState;
 
-const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 const MAX_TITLE_CHARS: usize = 500;
 
 #[derive(Debug, Deserialize)]
@@ -57,7 +56,8 @@ pub async fn submit_job(
     if title.chars().count() > MAX_TITLE_CHARS {
         return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_CHARS} characters")));
     }
-    let max_attempts = request.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let (max_attempts, safe_to_repeat) =
+        state.kind_defaults(&kind, request.max_attempts, request.safe_to_repeat).await?;
     if !(1..=100).contains(&max_attempts) {
         return Err(ApiError::BadRequest("maxAttempts must be from 1 to 100".into()));
     }
@@ -78,7 +78,7 @@ pub async fn submit_job(
         title,
         payload: request.payload,
         max_attempts,
-        safe_to_repeat: request.safe_to_repeat.unwrap_or(true),
+        safe_to_repeat,
         idempotency_key,
         request_hash,
         submitter: caller.username.clone(),
@@ -91,7 +91,7 @@ pub async fn submit_job(
         .ok_or_else(|| ApiError::Internal("the store accepted no job".into()))?;
     let (status, job) = match outcome {
         SubmitOutcome::Created(job) => {
-            state.job_submitted.notify_one();
+            state.wakeup.notify();
             (StatusCode::ACCEPTED, job)
         }
         SubmitOutcome::Existing(job) => (StatusCode::OK, job),
@@ -176,4 +176,58 @@ pub async fn list_jobs(
         "items": jobs.iter().map(|j| job_json(&alias, j, None)).collect::<Vec<_>>(),
         "nextBefore": next,
     })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+/// Cancels a job: at once if it waits (it ends `failed`), cooperatively if it runs
+/// (its worker is told; a job that finishes first keeps its real outcome).
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((alias, status_id)): ApiPath<(String, String)>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let alias = state.authorize_alias(&caller, &alias).await?;
+    if !caller.roles.can_submit() {
+        return Err(ApiError::Forbidden(format!("Access denied: user {} may not cancel jobs", caller.username)));
+    }
+    let request: CancelBody = if body.bytes.iter().all(u8::is_ascii_whitespace) {
+        CancelBody::default()
+    } else {
+        serde_json::from_slice(&body.bytes).map_err(|e| ApiError::BadRequest(format!("invalid cancel request: {e}")))?
+    };
+    let reason: String = request
+        .reason
+        .unwrap_or_else(|| format!("cancelled by {}", caller.username))
+        .chars()
+        .take(500)
+        .collect();
+    let row = find_visible_job(&state, &alias, &status_id).await?;
+    let (status, job) = match state.store.cancel(row.number, &reason).await? {
+        CancelOutcome::Cancelled(job) => (StatusCode::OK, job),
+        CancelOutcome::Requested(job) => {
+            state.running.cancel(job.number);
+            (StatusCode::ACCEPTED, job)
+        }
+        CancelOutcome::AlreadyFinished(job) => {
+            return Err(ApiError::Conflict(format!(
+                "job {} already ended {}; its outcome stands",
+                job.status_id(),
+                job.status
+            )))
+        }
+        CancelOutcome::NeedsResolution(job) => {
+            return Err(ApiError::Conflict(format!(
+                "job {}'s outcome is unknown: resolve it with `opsq admin job resolve {} --succeeded|--failed|--retry`",
+                job.status_id(),
+                job.status_id()
+            )))
+        }
+    };
+    Ok((status, Json(job_json(&alias, &job, None))).into_response())
 }

@@ -5,6 +5,7 @@ mod jobs;
 mod login;
 mod servers;
 mod status;
+mod workers;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Request, State};
@@ -26,6 +27,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))
         .route("/v2/operations/{alias}/jobs", post(jobs::submit_job).get(jobs::list_jobs))
         .route("/v2/operations/{alias}/jobs/{status_id}", get(jobs::get_job))
+        .route("/v2/operations/{alias}/jobs/{status_id}/cancel", post(jobs::cancel_job))
+        .route("/v2/workers/claim", post(workers::claim))
+        .route("/v2/workers/jobs/{status_id}/heartbeat", post(workers::heartbeat))
+        .route("/v2/workers/jobs/{status_id}/complete", post(workers::complete))
+        .route("/v2/workers/jobs/{status_id}/fail", post(workers::fail))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

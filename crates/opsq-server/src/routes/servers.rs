@@ -19,7 +19,6 @@ use crate::state::AppState;
 const CANNOT_QUEUE: &str =
     "The operation cannot be queued because the server cannot be found or it is not in a valid state.";
 const MAX_SERVERS: usize = 1000;
-const MAX_ATTEMPTS: u32 = 3;
 
 pub async fn queue_operation(
     State(state): State<AppState>,
@@ -48,6 +47,7 @@ pub async fn queue_operation(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
 
+    let (max_attempts, safe_to_repeat) = state.kind_defaults(&operation.kind(), None, None).await?;
     let mut seen = HashSet::new();
     let mut plan: Vec<Result<String, &'static str>> = Vec::with_capacity(servers.len());
     let mut jobs = Vec::new();
@@ -68,8 +68,8 @@ pub async fn queue_operation(
                 kind: operation.kind(),
                 title: operation.title(&name),
                 payload,
-                max_attempts: MAX_ATTEMPTS,
-                safe_to_repeat: true,
+                max_attempts,
+                safe_to_repeat,
                 idempotency_key: None,
                 request_hash: None,
                 submitter: caller.username.clone(),
@@ -78,7 +78,7 @@ pub async fn queue_operation(
         }
     }
     let mut created = state.store.submit(jobs).await?.into_iter();
-    state.job_submitted.notify_one();
+    state.wakeup.notify();
     let answer = plan
         .into_iter()
         .map(|entry| match entry {

@@ -17,9 +17,28 @@ pub enum HandlerError {
     LeaseLost,
 }
 
+/// What a reconcile probe found out about a job whose outcome is `unknown`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeVerdict {
+    /// The effect happened: the job succeeded, with this result.
+    Happened(serde_json::Value),
+    /// The effect did not happen: run the job again.
+    DidNotHappen,
+    /// The job failed for good, for this reason.
+    Failed(String),
+    /// Cannot tell yet: ask again later.
+    Undetermined,
+}
+
 /// Code that performs one kind of job.
 pub trait JobHandler: Send + Sync + 'static {
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<serde_json::Value, HandlerError>>;
+
+    /// For kinds that are not safe to repeat: tells whether a lost attempt's effect
+    /// happened, so `unknown` jobs resolve without an operator. `None`: no probe.
+    fn probe(&self, _job: &Job) -> Option<BoxFuture<'static, ProbeVerdict>> {
+        None
+    }
 }
 
 /// One attempt's view of its job: the job, a way to report progress (which also

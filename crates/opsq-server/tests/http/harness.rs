@@ -36,21 +36,28 @@ impl TestServer {
     }
 
     pub async fn start_with(sim_step: Duration) -> Self {
+        Self::start_configured(|options| options.sim_step = sim_step).await
+    }
+
+    /// Starts with options adjusted by `configure` (extra handlers, housekeeping).
+    pub async fn start_configured(configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_sqlite(dir.path()).expect("open store");
         let created = opsq_server::bootstrap(&store, alias(ROOT), Location::parse("WA1").unwrap())
             .await
             .expect("bootstrap")
             .expect("first start bootstraps");
-        let state = opsq_server::app_state(store.clone()).await.expect("state");
+        let state = opsq_server::app_state(store.clone(), opsq_server::ServerConfig::default()).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let options = ServeOptions {
+        let mut options = ServeOptions {
             simulate: true,
-            sim_step,
+            sim_step: Duration::from_millis(20),
             runner: RunnerConfig { poll_interval: Duration::from_millis(50), ..RunnerConfig::default() },
+            ..ServeOptions::default()
         };
+        configure(&mut options);
         tokio::spawn(opsq_server::serve(state, listener, options, shutdown.clone()));
         Self {
             base: format!("http://{address}"),

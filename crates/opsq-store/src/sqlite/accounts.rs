@@ -238,7 +238,10 @@ impl SqliteStore {
 
     pub(crate) async fn delete_v1_session(&self, token_hash: String) -> Result<(), StoreError> {
         self.write(move |c| {
-            c.execute("DELETE FROM v1_sessions WHERE token_hash = ?1 OR expires_at <= ?2", params![token_hash, now_ms()])?;
+            c.execute(
+                "DELETE FROM v1_sessions WHERE token_hash = ?1 OR expires_at <= ?2",
+                params![token_hash, now_ms()],
+            )?;
             Ok(())
         })
         .await

@@ -210,7 +210,7 @@ impl SqliteStore {
             let mut args = vec![
                 Value::Text(request.owner.clone()),
                 Value::Integer(now),
-                Value::Integer(now + request.lease_ms),
+                Value::Integer(request.lease_ms),
                 Value::Integer(now),
             ];
             let mut filter = kind_clause(&request.kinds, &mut args);
@@ -223,19 +223,24 @@ impl SqliteStore {
             args.push(Value::Integer(request.limit.clamp(1, 1000) as i64));
             let sql = format!(
                 "UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = ?1,
-                        lease_token = lower(hex(randomblob(16))), lease_until = ?3,
+                        lease_token = lower(hex(randomblob(16))),
+                        lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
                         started_at = COALESCE(started_at, ?2), status_at = ?2,
                         step_desc = 'Started'
                  WHERE number IN (
                      SELECT number FROM jobs
                      WHERE status IN ('notStarted', 'resumed') AND run_after <= ?4 AND {filter}
                      ORDER BY run_after, number LIMIT ?)
-                 RETURNING {JOB_COLUMNS}, lease_token"
+                 RETURNING {JOB_COLUMNS}, lease_token, lease_until"
             );
             let claims = {
                 let mut stmt = c.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params_from_iter(args), |r| {
-                    Ok(Claim { job: rows::job(r)?, lease_token: r.get(JOB_COLUMN_COUNT)? })
+                    Ok(Claim {
+                        job: rows::job(r)?,
+                        lease_token: r.get(JOB_COLUMN_COUNT)?,
+                        lease_until: r.get(JOB_COLUMN_COUNT + 1)?,
+                    })
                 })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
@@ -266,8 +271,8 @@ impl SqliteStore {
             let row = match &progress {
                 Some(p) => c
                     .prepare_cached(
-                        "UPDATE jobs SET lease_until = ?3, percent = ?5, step_number = ?6, step_desc = ?7,
-                                status_at = ?4
+                        "UPDATE jobs SET percent = ?5, step_number = ?6, step_desc = ?7, status_at = ?4,
+                                lease_until = ?4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3)
                          WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?4
                          RETURNING cancel_requested, lease_until",
                     )?
@@ -275,7 +280,7 @@ impl SqliteStore {
                         params![
                             number,
                             lease_token,
-                            now + lease_ms,
+                            lease_ms,
                             now,
                             p.percent,
                             p.step_number,
@@ -286,11 +291,12 @@ impl SqliteStore {
                     .optional()?,
                 None => c
                     .prepare_cached(
-                        "UPDATE jobs SET lease_until = ?3
+                        "UPDATE jobs
+                         SET lease_until = ?4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3)
                          WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?4
                          RETURNING cancel_requested, lease_until",
                     )?
-                    .query_row(params![number, lease_token, now + lease_ms, now], |r| {
+                    .query_row(params![number, lease_token, lease_ms, now], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()?,
@@ -313,15 +319,31 @@ impl SqliteStore {
             let now = now_ms();
             let current = c
                 .prepare_cached(
-                    "SELECT attempt, max_attempts, cancel_requested FROM jobs
+                    "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
                      WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
                 )?
                 .query_row(params![number, lease_token, now], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?))
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
                 })
                 .optional()?;
-            let Some((attempt, max_attempts, cancel_requested)) = current else {
+            let Some((attempt, max_attempts, cancel_requested, cancel_reason)) = current else {
                 return Err(lease_lost_or_missing(c, number));
+            };
+            // A failure after a cancel request is the cancellation taking effect; a
+            // success stands (the job finished first).
+            let outcome = match (outcome, cancel_requested) {
+                (JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. }, true) => {
+                    JobOutcome::Fatal(format!(
+                        "cancelled: {} (the attempt stopped with: {error})",
+                        cancel_reason.as_deref().unwrap_or("no reason given")
+                    ))
+                }
+                (outcome, _) => outcome,
             };
             let (status, result, error, run_after, description, message) = match outcome {
                 JobOutcome::Succeeded(result) => {

@@ -6,6 +6,8 @@
 //! connections, which WAL lets run while the writer commits.
 
 mod accounts;
+mod control;
+mod housekeeping;
 mod jobs;
 mod rows;
 mod schema;
@@ -44,7 +46,8 @@ impl SqliteStore {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io_error)?;
+                std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_error)?;
             }
         }
         let path = data_dir.join("opsq.db");

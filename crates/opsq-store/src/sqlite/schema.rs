@@ -5,7 +5,8 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -78,7 +79,8 @@ CREATE TABLE job_events (
     message TEXT NOT NULL
 );
 CREATE INDEX job_events_by_job ON job_events(job, id);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE v1_sessions (
     token_hash TEXT PRIMARY KEY,
     api_key    TEXT NOT NULL,
@@ -87,7 +89,20 @@ CREATE TABLE v1_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX v1_sessions_by_expiry ON v1_sessions(expires_at);
-"#];
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN cancel_reason TEXT;
+CREATE TABLE kinds (
+    kind           TEXT PRIMARY KEY,
+    lease_ms       INTEGER,
+    max_attempts   INTEGER,
+    safe_to_repeat INTEGER,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX jobs_finished ON jobs(finished_at) WHERE status IN ('succeeded', 'failed');
+CREATE INDEX jobs_unknown ON jobs(status_at) WHERE status = 'unknown';
+"#,
+];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

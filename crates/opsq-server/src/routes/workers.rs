@@ -1,0 +1,228 @@
+//! The protocol for workers outside the server (`/v2/workers/...`), for users with
+//! the `Worker` role, over jobs of their account subtree: claim with long-poll,
+//! heartbeat with progress (whose answer carries cancel requests), complete, fail.
+//! Every call after the claim is fenced by the attempt's lease token: once the lease
+//! is lost, the answer is 409 and nothing is written.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use opsq_domain::{AccountAlias, Progress};
+use opsq_store::{ClaimRequest, JobOutcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::status::find_visible_job;
+use super::ApiPath;
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{ApiError, ApiResult};
+use crate::render::{iso_date, job_json};
+use crate::runner::backoff;
+use crate::state::AppState;
+
+const MAX_WAIT_SECS: u64 = 30;
+const MAX_CLAIM: u32 = 100;
+const MAX_PATTERNS: usize = 50;
+
+fn parse<T: serde::de::DeserializeOwned>(body: &RawBody) -> ApiResult<T> {
+    if body.bytes.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}").map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")));
+    }
+    serde_json::from_slice(&body.bytes).map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))
+}
+
+fn require_worker(caller: &Caller) -> ApiResult<()> {
+    if caller.roles.can_work() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Access denied: user {} lacks the Worker role needed to run jobs",
+            caller.username
+        )))
+    }
+}
+
+/// Kind patterns: kinds, optionally with `*`, `?` or `[...]` globs.
+fn valid_pattern(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && pattern.len() <= 100
+        && pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?[]".contains(&b))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClaimBody {
+    kinds: Vec<String>,
+    limit: Option<u32>,
+    wait_seconds: Option<u64>,
+    /// A name for logs and job history, e.g. the host and process.
+    worker_id: Option<String>,
+}
+
+pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
+    require_worker(&caller)?;
+    let request: ClaimBody = parse(&body)?;
+    if request.kinds.is_empty() || request.kinds.len() > MAX_PATTERNS {
+        return Err(ApiError::BadRequest(format!("kinds must list 1 to {MAX_PATTERNS} kinds or globs")));
+    }
+    if let Some(bad) = request.kinds.iter().find(|k| !valid_pattern(k)) {
+        let shown: String = bad.chars().take(40).collect();
+        return Err(ApiError::BadRequest(format!("kind pattern {shown:?} is invalid")));
+    }
+    let limit = request.limit.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be from 1 to {MAX_CLAIM}")));
+    }
+    let wait = Duration::from_secs(request.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECS));
+    let worker_id: String = request.worker_id.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect();
+    let owner = if worker_id.is_empty() {
+        format!("worker:{}", caller.username)
+    } else {
+        format!("worker:{}/{worker_id}", caller.username)
+    };
+    let accounts = state.store.subtree(&caller.account).await?;
+    let claim_request = ClaimRequest {
+        kinds: request.kinds,
+        limit,
+        owner,
+        lease_ms: state.config.default_lease_ms,
+        accounts: Some(accounts),
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut wakeups = state.wakeup.subscribe();
+    loop {
+        let claims = state.store.claim(claim_request.clone()).await?;
+        if !claims.is_empty() || tokio::time::Instant::now() >= deadline {
+            let jobs: Vec<Value> = claims
+                .iter()
+                .map(|claim| {
+                    let mut job = job_json(&claim.job.account, &claim.job, None);
+                    job["leaseToken"] = json!(claim.lease_token);
+                    job["leaseExpires"] = json!(iso_date(claim.lease_until));
+                    job["leaseSeconds"] = json!(((claim.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000);
+                    job
+                })
+                .collect();
+            return Ok(Json(json!({ "jobs": jobs })));
+        }
+        // Wake on a submission or a rescue; poll anyway in case another process
+        // (another node, the admin CLI) made jobs claimable.
+        tokio::select! {
+            _ = wakeups.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProgressBody {
+    percent: u8,
+    #[serde(default)]
+    step_number: u32,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HeartbeatBody {
+    lease_token: String,
+    progress: Option<ProgressBody>,
+}
+
+/// The job a worker names, if it lies in the worker's account subtree.
+async fn worker_job(state: &AppState, caller: &Caller, status_id: &str) -> ApiResult<(i64, AccountAlias)> {
+    let row = find_visible_job(state, &caller.account, status_id).await?;
+    Ok((row.number, row.account))
+}
+
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(status_id): ApiPath<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    require_worker(&caller)?;
+    let request: HeartbeatBody = parse(&body)?;
+    let (number, _) = worker_job(&state, &caller, &status_id).await?;
+    let progress = match request.progress {
+        Some(p) if p.percent > 100 => {
+            return Err(ApiError::BadRequest("progress.percent must be from 0 to 100".into()))
+        }
+        Some(p) => Some(Progress {
+            percent: p.percent,
+            step_number: p.step_number,
+            description: p.description.chars().take(500).collect(),
+        }),
+        None => None,
+    };
+    let ack = state.store.heartbeat(number, &request.lease_token, progress, state.config.default_lease_ms).await?;
+    Ok(Json(json!({
+        "cancelRequested": ack.cancel_requested,
+        "leaseExpires": iso_date(ack.lease_until),
+        "leaseSeconds": ((ack.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CompleteBody {
+    lease_token: String,
+    #[serde(default)]
+    result: Value,
+}
+
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(status_id): ApiPath<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    require_worker(&caller)?;
+    let request: CompleteBody = parse(&body)?;
+    let (number, account) = worker_job(&state, &caller, &status_id).await?;
+    let job = state.store.finish(number, &request.lease_token, JobOutcome::Succeeded(request.result)).await?;
+    Ok(Json(job_json(&account, &job, None)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FailBody {
+    lease_token: String,
+    error: String,
+    /// Whether another attempt may succeed (default true).
+    retryable: Option<bool>,
+    /// Overrides the exponential backoff before the next attempt.
+    retry_after_seconds: Option<u64>,
+}
+
+pub async fn fail(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(status_id): ApiPath<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    require_worker(&caller)?;
+    let request: FailBody = parse(&body)?;
+    let (number, account) = worker_job(&state, &caller, &status_id).await?;
+    let error: String = request.error.chars().take(4000).collect();
+    let outcome = if request.retryable.unwrap_or(true) {
+        let current = state.store.job(number).await?.map(|j| j.attempt).unwrap_or(1);
+        let delay = match request.retry_after_seconds {
+            Some(secs) => Duration::from_secs(secs.min(24 * 3600)),
+            None => backoff::delay(current, Duration::from_secs(1), Duration::from_secs(300)),
+        };
+        JobOutcome::Retryable { error, run_after: opsq_store::now_ms() + delay.as_millis() as i64 }
+    } else {
+        JobOutcome::Fatal(error)
+    };
+    let job = state.store.finish(number, &request.lease_token, outcome).await?;
+    if job.status.is_claimable() {
+        state.wakeup.notify();
+    }
+    Ok(Json(job_json(&account, &job, None)))
+}
