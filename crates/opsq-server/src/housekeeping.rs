@@ -42,7 +42,13 @@ impl Default for HousekeepingConfig {
 const PRUNE_BATCH: u32 = 1000;
 const PRUNE_BATCHES_PER_ROUND: usize = 50;
 
-pub async fn run(store: Store, registry: Registry, wakeup: Wakeup, config: HousekeepingConfig, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    registry: Registry,
+    wakeup: Wakeup,
+    config: HousekeepingConfig,
+    shutdown: CancellationToken,
+) {
     let mut last_chores: Option<Instant> = None;
     let mut probed: HashMap<i64, Instant> = HashMap::new();
     while !shutdown.is_cancelled() {
@@ -93,7 +99,9 @@ async fn chores(store: &Store, config: &HousekeepingConfig) {
         timeout.as_secs()
     );
     match store.fail_stale_unknown(now - timeout.as_millis() as i64, &reason).await {
-        Ok(failed) if !failed.is_empty() => tracing::warn!(jobs = ?failed, "unknown outcomes timed out; ended failed"),
+        Ok(failed) if !failed.is_empty() => {
+            tracing::warn!(jobs = ?failed, "unknown outcomes timed out; ended failed")
+        }
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "ending stale unknown jobs failed"),
     }

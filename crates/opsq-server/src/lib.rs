@@ -29,8 +29,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, BAD_CREDENTIALS};
-pub use runner::{Registry, RunnerConfig};
 pub use housekeeping::HousekeepingConfig;
+pub use runner::{Registry, RunnerConfig};
 pub use state::{AppState, ServerConfig, MAX_BODY_BYTES};
 
 use auth::{hash_password, LoginThrottle, TokenKeys};

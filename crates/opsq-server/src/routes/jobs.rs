@@ -194,12 +194,16 @@ pub async fn cancel_job(
 ) -> ApiResult<Response> {
     let alias = state.authorize_alias(&caller, &alias).await?;
     if !caller.roles.can_submit() {
-        return Err(ApiError::Forbidden(format!("Access denied: user {} may not cancel jobs", caller.username)));
+        return Err(ApiError::Forbidden(format!(
+            "Access denied: user {} may not cancel jobs",
+            caller.username
+        )));
     }
     let request: CancelBody = if body.bytes.iter().all(u8::is_ascii_whitespace) {
         CancelBody::default()
     } else {
-        serde_json::from_slice(&body.bytes).map_err(|e| ApiError::BadRequest(format!("invalid cancel request: {e}")))?
+        serde_json::from_slice(&body.bytes)
+            .map_err(|e| ApiError::BadRequest(format!("invalid cancel request: {e}")))?
     };
     let reason: String = request
         .reason

@@ -28,7 +28,8 @@ const MAX_PATTERNS: usize = 50;
 
 fn parse<T: serde::de::DeserializeOwned>(body: &RawBody) -> ApiResult<T> {
     if body.bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_slice(b"{}").map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")));
+        return serde_json::from_slice(b"{}")
+            .map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")));
     }
     serde_json::from_slice(&body.bytes).map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))
 }
@@ -76,7 +77,8 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
         return Err(ApiError::BadRequest(format!("limit must be from 1 to {MAX_CLAIM}")));
     }
     let wait = Duration::from_secs(request.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECS));
-    let worker_id: String = request.worker_id.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect();
+    let worker_id: String =
+        request.worker_id.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect();
     let owner = if worker_id.is_empty() {
         format!("worker:{}", caller.username)
     } else {
@@ -101,7 +103,8 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
                     let mut job = job_json(&claim.job.account, &claim.job, None);
                     job["leaseToken"] = json!(claim.lease_token);
                     job["leaseExpires"] = json!(iso_date(claim.lease_until));
-                    job["leaseSeconds"] = json!(((claim.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000);
+                    job["leaseSeconds"] =
+                        json!(((claim.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000);
                     job
                 })
                 .collect();
@@ -160,7 +163,8 @@ pub async fn heartbeat(
         }),
         None => None,
     };
-    let ack = state.store.heartbeat(number, &request.lease_token, progress, state.config.default_lease_ms).await?;
+    let ack =
+        state.store.heartbeat(number, &request.lease_token, progress, state.config.default_lease_ms).await?;
     Ok(Json(json!({
         "cancelRequested": ack.cancel_requested,
         "leaseExpires": iso_date(ack.lease_until),

@@ -51,7 +51,8 @@ pub async fn run(
         Ok(Err(HandlerError::Retryable(message))) => JobOutcome::Retryable {
             error: message,
             run_after: opsq_store::now_ms()
-                + backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(300)).as_millis() as i64,
+                + backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(300)).as_millis()
+                    as i64,
         },
         Ok(Err(HandlerError::LeaseLost)) => {
             heartbeat.abort();

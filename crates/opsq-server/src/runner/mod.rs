@@ -82,7 +82,13 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(store: Store, registry: Registry, wakeup: Wakeup, running: RunningJobs, config: RunnerConfig) -> Self {
+    pub fn new(
+        store: Store,
+        registry: Registry,
+        wakeup: Wakeup,
+        running: RunningJobs,
+        config: RunnerConfig,
+    ) -> Self {
         let owner = format!("{IN_PROCESS_OWNER_PREFIX}{:016x}", rand::random::<u64>());
         Self { store, registry, owner, wakeup, running, config }
     }

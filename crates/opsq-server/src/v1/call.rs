@@ -129,7 +129,8 @@ mod tests {
     use super::*;
 
     fn route(path: &str, content_type: &str) -> (Option<(String, String)>, Format) {
-        let request = Request::builder().uri(path).header("content-type", content_type).body(Body::empty()).unwrap();
+        let request =
+            Request::builder().uri(path).header("content-type", content_type).body(Body::empty()).unwrap();
         route_and_format(&request)
     }
 
@@ -138,7 +139,10 @@ mod tests {
         let expected = Some(("auth".to_string(), "logon".to_string()));
         assert_eq!(route("/REST//Auth/logon", ""), (expected.clone(), Format::Xml));
         assert_eq!(route("/rest/auth/logon/json/", ""), (expected.clone(), Format::Json));
-        assert_eq!(route("/REST/Auth/Logon/", "application/json; charset=utf-8"), (expected.clone(), Format::Json));
+        assert_eq!(
+            route("/REST/Auth/Logon/", "application/json; charset=utf-8"),
+            (expected.clone(), Format::Json)
+        );
         assert_eq!(route("/REST/Auth/Logon/XML", "application/json"), (expected, Format::Xml));
         assert_eq!(route("/REST/Auth", "").0, None);
         assert!(is_v1_path("//rest/x") && !is_v1_path("/v2/rest"));
@@ -148,7 +152,9 @@ mod tests {
     fn body_parameters_come_from_json_xml_or_forms() {
         let json = body_params("application/json", br#"{"RequestID": 50, "X": "y"}"#).unwrap();
         assert!(json.contains(&("RequestID".into(), "50".into())));
-        let xml = body_params("text/xml", b"<QueueStatusRequest><RequestID>50</RequestID></QueueStatusRequest>").unwrap();
+        let xml =
+            body_params("text/xml", b"<QueueStatusRequest><RequestID>50</RequestID></QueueStatusRequest>")
+                .unwrap();
         assert_eq!(xml, vec![("RequestID".to_string(), "50".to_string())]);
         let form = body_params("application/x-www-form-urlencoded", b"APIKey=k&Password=p%26").unwrap();
         assert_eq!(form[1], ("Password".to_string(), "p&".to_string()));

@@ -26,9 +26,11 @@ pub async fn logon(state: &AppState, call: &V1Call) -> Result<Reply, V1Error> {
         return Err(V1Error::throttled(wait.as_secs().max(1)));
     }
     let stored = state.store.api_key(key).await?;
-    let hash = stored.as_ref().map(|k| k.password_hash.clone()).unwrap_or_else(|| state.decoy_hash.to_string());
+    let hash =
+        stored.as_ref().map(|k| k.password_hash.clone()).unwrap_or_else(|| state.decoy_hash.to_string());
     let password = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
+    let matches =
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false);
     let api_key = match stored {
         Some(api_key) if matches => api_key,
         _ => {
@@ -96,15 +98,21 @@ pub async fn get_request_status(state: &AppState, call: &V1Call) -> Result<Reply
         return Err(invalid());
     }
     let successor = format!("/v2/operations/{}/status/{}", job.account.to_lowercase(), job.status_id());
-    Ok(Reply::ok("QueueStatusResponse", "Request Status successfully retrieved.", Body::Details(QueueItem::of(&job)))
-        .with_successor(successor))
+    Ok(Reply::ok(
+        "QueueStatusResponse",
+        "Request Status successfully retrieved.",
+        Body::Details(QueueItem::of(&job)),
+    )
+    .with_successor(successor))
 }
 
 pub async fn list_queue_requests(state: &AppState, call: &V1Call) -> Result<Reply, V1Error> {
     let account = effective_account(state, call).await?;
     let statuses = match call.param("ItemStatusType").map(str::trim) {
         Some("1") => vec![],
-        Some("2") => vec![JobStatus::NotStarted, JobStatus::Executing, JobStatus::Resumed, JobStatus::Unknown],
+        Some("2") => {
+            vec![JobStatus::NotStarted, JobStatus::Executing, JobStatus::Resumed, JobStatus::Unknown]
+        }
         Some("3") => vec![JobStatus::Succeeded],
         Some("4") => vec![JobStatus::Failed],
         _ => return Err(V1Error::new(901, "The ItemStatus value is invalid.")),

@@ -23,7 +23,9 @@ use reply::{Reply, V1Error};
 pub async fn dispatch(state: AppState, request: Request<Body>) -> Response {
     let (route, format) = call::route_and_format(&request);
     let Some((area, method)) = route else {
-        return Reply::error("Response", V1Error::unknown_method(request.uri().path())).not_found().render(format);
+        return Reply::error("Response", V1Error::unknown_method(request.uri().path()))
+            .not_found()
+            .render(format);
     };
     let root = reply::root_element(&area, &method);
     let call = match V1Call::read(request).await {

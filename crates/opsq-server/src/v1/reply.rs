@@ -38,7 +38,13 @@ impl V1Error {
         Self::new(3, format!("Invalid request format: {message}"))
     }
     pub fn too_large() -> Self {
-        Self::new(3, format!("Invalid request format: the request body is larger than {} bytes", crate::state::MAX_BODY_BYTES))
+        Self::new(
+            3,
+            format!(
+                "Invalid request format: the request body is larger than {} bytes",
+                crate::state::MAX_BODY_BYTES
+            ),
+        )
     }
     pub fn not_logged_on() -> Self {
         Self::new(100, "You must logon to the API prior to calling this method")
@@ -49,7 +55,9 @@ impl V1Error {
     pub fn throttled(retry_after_secs: u64) -> Self {
         Self {
             code: 100,
-            message: format!("Authentication failed: too many failed attempts; try again in {retry_after_secs} seconds"),
+            message: format!(
+                "Authentication failed: too many failed attempts; try again in {retry_after_secs} seconds"
+            ),
             retry_after_secs: Some(retry_after_secs),
         }
     }
@@ -298,7 +306,10 @@ mod tests {
 
     #[test]
     fn dates_render_in_both_v1_styles() {
-        assert_eq!(escape_date_slashes(r#"{"d":"/Date(1275097729527)/","t":"/Date(x)/"}"#), r#"{"d":"\/Date(1275097729527)\/","t":"/Date(x)/"}"#);
+        assert_eq!(
+            escape_date_slashes(r#"{"d":"/Date(1275097729527)/","t":"/Date(x)/"}"#),
+            r#"{"d":"\/Date(1275097729527)\/","t":"/Date(x)/"}"#
+        );
         assert_eq!(xml_date(1_275_097_729_527), "2010-05-29T01:48:49.527");
     }
 
@@ -306,6 +317,11 @@ mod tests {
     fn xml_replies_are_attribute_style_and_escaped() {
         let reply = Reply::error("LogonResponse", V1Error::new(100, "bad <\"&> key"));
         let xml = reply.xml();
-        assert!(xml.contains(r#"<LogonResponse Success="false" Message="bad &lt;&quot;&amp;&gt; key" StatusCode="100"/>"#), "{xml}");
+        assert!(
+            xml.contains(
+                r#"<LogonResponse Success="false" Message="bad &lt;&quot;&amp;&gt; key" StatusCode="100"/>"#
+            ),
+            "{xml}"
+        );
     }
 }

@@ -42,7 +42,9 @@ pub fn set_cookie(token: &str, expires_at_ms: i64) -> String {
 }
 
 pub fn clear_cookie() -> String {
-    format!("{COOKIE_NAME}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; HttpOnly; SameSite=Lax")
+    format!(
+        "{COOKIE_NAME}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+    )
 }
 
 #[cfg(test)]

@@ -58,9 +58,8 @@ pub fn parameters(body: &[u8]) -> Result<Vec<(String, String)>, V1Error> {
             }
             Event::GeneralRef(reference) => {
                 let name = reference.decode().map_err(|e| malformed(&e))?;
-                let resolved = resolve_reference(&name).ok_or_else(|| {
-                    V1Error::format(format!("the XML entity &{name}; is not accepted"))
-                })?;
+                let resolved = resolve_reference(&name)
+                    .ok_or_else(|| V1Error::format(format!("the XML entity &{name}; is not accepted")))?;
                 if let Some((_, value)) = current.as_mut() {
                     value.push_str(&resolved);
                 }
@@ -85,7 +84,8 @@ fn attributes(element: &BytesStart<'_>) -> Result<Vec<(String, String)>, V1Error
     element
         .attributes()
         .map(|attribute| {
-            let attribute = attribute.map_err(|e| V1Error::format(format!("an XML attribute is malformed: {e}")))?;
+            let attribute =
+                attribute.map_err(|e| V1Error::format(format!("an XML attribute is malformed: {e}")))?;
             let name = std::str::from_utf8(attribute.key.local_name().as_ref())
                 .map_err(|_| V1Error::format("an XML attribute name is not UTF-8".into()))?
                 .to_string();

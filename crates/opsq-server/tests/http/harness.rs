@@ -47,7 +47,8 @@ impl TestServer {
             .await
             .expect("bootstrap")
             .expect("first start bootstraps");
-        let state = opsq_server::app_state(store.clone(), opsq_server::ServerConfig::default()).await.expect("state");
+        let state =
+            opsq_server::app_state(store.clone(), opsq_server::ServerConfig::default()).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

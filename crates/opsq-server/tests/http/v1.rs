@@ -37,7 +37,8 @@ impl V1Reply {
 
     /// Parses the XML with a strict parser and returns (root name, root attributes).
     fn xml_root(&self) -> (String, Vec<(String, String)>) {
-        let document = roxmltree::Document::parse(&self.text).unwrap_or_else(|e| panic!("not XML ({e}): {}", self.text));
+        let document =
+            roxmltree::Document::parse(&self.text).unwrap_or_else(|e| panic!("not XML ({e}): {}", self.text));
         let root = document.root_element();
         let attributes = root.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect();
         (root.tag_name().name().to_string(), attributes)
@@ -64,7 +65,13 @@ impl V1Reply {
     }
 }
 
-async fn call(server: &TestServer, path: &str, content_type: Option<&str>, body: &str, cookie: Option<&str>) -> V1Reply {
+async fn call(
+    server: &TestServer,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+    cookie: Option<&str>,
+) -> V1Reply {
     let mut request = server.http.post(server.url(path)).body(body.to_string());
     if let Some(content_type) = content_type {
         request = request.header(CONTENT_TYPE, content_type);
@@ -73,7 +80,11 @@ async fn call(server: &TestServer, path: &str, content_type: Option<&str>, body:
         request = request.header(COOKIE, cookie);
     }
     let response = request.send().await.unwrap();
-    let reply = V1Reply { http: response.status().as_u16(), headers: response.headers().clone(), text: String::new() };
+    let reply = V1Reply {
+        http: response.status().as_u16(),
+        headers: response.headers().clone(),
+        text: String::new(),
+    };
     let text = response.text().await.unwrap();
     let reply = V1Reply { text, ..reply };
     assert!(reply.headers.contains_key("deprecation"), "every v1 reply is marked deprecated");
@@ -83,7 +94,9 @@ async fn call(server: &TestServer, path: &str, content_type: Option<&str>, body:
 }
 
 async fn logon(server: &TestServer, key: &str) -> String {
-    let reply = call(server, &format!("/REST/Auth/Logon/JSON?APIKey={key}&Password={KEY_PASSWORD}"), None, "", None).await;
+    let reply =
+        call(server, &format!("/REST/Auth/Logon/JSON?APIKey={key}&Password={KEY_PASSWORD}"), None, "", None)
+            .await;
     assert_eq!(reply.status_code(), 0, "{}", reply.text);
     reply.cookie().expect("logon sets Tier3.API.Cookie")
 }
@@ -94,7 +107,14 @@ async fn logon_accepts_query_json_xml_and_form_and_refuses_bad_keys_with_100() {
     add_key(&server, "key1", "OPSQ").await;
 
     // The Python SDK: POST /REST//Auth/logon?APIKey=..&Password=.. and reads XML.
-    let query = call(&server, &format!("/REST//Auth/logon?APIKey=key1&Password={KEY_PASSWORD}"), Some("application/x-www-form-urlencoded"), "", None).await;
+    let query = call(
+        &server,
+        &format!("/REST//Auth/logon?APIKey=key1&Password={KEY_PASSWORD}"),
+        Some("application/x-www-form-urlencoded"),
+        "",
+        None,
+    )
+    .await;
     assert_eq!(query.http, 200);
     let (root, _) = query.xml_root();
     assert_eq!(root, "LogonResponse");
@@ -102,18 +122,41 @@ async fn logon_accepts_query_json_xml_and_form_and_refuses_bad_keys_with_100() {
     assert_eq!(query.xml_attr("StatusCode"), "0");
     assert!(query.cookie().is_some());
 
-    let json = call(&server, "/REST/Auth/Logon/", Some("application/json; charset=utf-8"), &format!(r#"{{"APIKey":"key1","Password":"{KEY_PASSWORD}"}}"#), None).await;
+    let json = call(
+        &server,
+        "/REST/Auth/Logon/",
+        Some("application/json; charset=utf-8"),
+        &format!(r#"{{"APIKey":"key1","Password":"{KEY_PASSWORD}"}}"#),
+        None,
+    )
+    .await;
     assert_eq!(json.json()["Success"], true, "a JSON body without suffix answers JSON");
     assert_eq!(json.json()["Message"], "Login Successful");
 
-    let xml = call(&server, "/rest/auth/logon/xml", Some("text/xml"), &format!("<LogonRequest><APIKey>key1</APIKey><Password>{KEY_PASSWORD}</Password></LogonRequest>"), None).await;
+    let xml = call(
+        &server,
+        "/rest/auth/logon/xml",
+        Some("text/xml"),
+        &format!("<LogonRequest><APIKey>key1</APIKey><Password>{KEY_PASSWORD}</Password></LogonRequest>"),
+        None,
+    )
+    .await;
     assert_eq!(xml.status_code(), 0);
 
-    let form = call(&server, "/REST/Auth/Logon/JSON", Some("application/x-www-form-urlencoded"), &format!("APIKey=key1&Password={}", KEY_PASSWORD.replace(' ', "+")), None).await;
+    let form = call(
+        &server,
+        "/REST/Auth/Logon/JSON",
+        Some("application/x-www-form-urlencoded"),
+        &format!("APIKey=key1&Password={}", KEY_PASSWORD.replace(' ', "+")),
+        None,
+    )
+    .await;
     assert_eq!(form.status_code(), 0, "{}", form.text);
 
     for (key, password) in [("key1", "wrong"), ("nokey", KEY_PASSWORD)] {
-        let bad = call(&server, &format!("/REST/Auth/Logon/JSON?APIKey={key}&Password={password}"), None, "", None).await;
+        let bad =
+            call(&server, &format!("/REST/Auth/Logon/JSON?APIKey={key}&Password={password}"), None, "", None)
+                .await;
         assert_eq!(bad.http, 200);
         assert_eq!(bad.json()["StatusCode"], 100);
         assert_eq!(bad.json()["Success"], false);
@@ -132,7 +175,14 @@ async fn get_request_status_renders_the_recorded_shapes_in_json_and_xml() {
     let number: i64 = id.split('-').nth(1).unwrap().parse().unwrap();
 
     for body in [format!(r#"{{"RequestID":{number}}}"#), format!(r#"{{"RequestID":"{number}"}}"#)] {
-        let reply = call(&server, "/REST/Queue/GetRequestStatus/JSON", Some("application/json"), &body, Some(&cookie)).await;
+        let reply = call(
+            &server,
+            "/REST/Queue/GetRequestStatus/JSON",
+            Some("application/json"),
+            &body,
+            Some(&cookie),
+        )
+        .await;
         let json = reply.json();
         assert_eq!(json["StatusCode"], 0, "{json}");
         assert_eq!(json["Message"], "Request Status successfully retrieved.");
@@ -144,11 +194,25 @@ async fn get_request_status_renders_the_recorded_shapes_in_json_and_xml() {
         assert!(details["StepNumber"].is_number() && details["ProgressDesc"].is_string());
         let date = details["StatusDate"].as_str().unwrap();
         assert!(date.starts_with("/Date(") && date.ends_with(")/"), "{date}");
-        assert!(reply.text.contains(r#""StatusDate":"\/Date("#), "slashes are escaped on the wire: {}", reply.text);
-        assert!(reply.headers["link"].to_str().unwrap().contains(&format!("/v2/operations/opsq/status/{id}")));
+        assert!(
+            reply.text.contains(r#""StatusDate":"\/Date("#),
+            "slashes are escaped on the wire: {}",
+            reply.text
+        );
+        assert!(reply.headers["link"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("/v2/operations/opsq/status/{id}")));
     }
 
-    let reply = call(&server, "/REST/Queue/GetRequestStatus", Some("text/xml"), &format!("<QueueStatusRequest><RequestID>{number}</RequestID></QueueStatusRequest>"), Some(&cookie)).await;
+    let reply = call(
+        &server,
+        "/REST/Queue/GetRequestStatus",
+        Some("text/xml"),
+        &format!("<QueueStatusRequest><RequestID>{number}</RequestID></QueueStatusRequest>"),
+        Some(&cookie),
+    )
+    .await;
     let document = roxmltree::Document::parse(&reply.text).unwrap();
     let root = document.root_element();
     assert_eq!(root.tag_name().name(), "QueueStatusResponse");
@@ -170,23 +234,51 @@ async fn current_status_uses_the_v1_vocabulary() {
     let waiting = server.submit(&token, "OPSQ", "v1.wait").await;
     let failing = server.submit(&token, "OPSQ", "v1.fail").await;
     let (code, body) = server
-        .post_json(&token, "/v2/operations/OPSQ/jobs", &serde_json::json!({"kind": "v1.unsafe", "safeToRepeat": false}))
+        .post_json(
+            &token,
+            "/v2/operations/OPSQ/jobs",
+            &serde_json::json!({"kind": "v1.unsafe", "safeToRepeat": false}),
+        )
         .await;
     assert_eq!(code, 202);
     let unsafe_id = body["id"].as_str().unwrap().to_string();
-    let claim = |kind: &str, owner: &str| ClaimRequest { kinds: vec![kind.into()], limit: 1, owner: owner.into(), lease_ms: 60_000, accounts: None };
+    let claim = |kind: &str, owner: &str| ClaimRequest {
+        kinds: vec![kind.into()],
+        limit: 1,
+        owner: owner.into(),
+        lease_ms: 60_000,
+        accounts: None,
+    };
     let failed = server.store.claim(claim("v1.fail", "w")).await.unwrap().remove(0);
-    server.store.finish(failed.job.number, &failed.lease_token, JobOutcome::Fatal("broken".into())).await.unwrap();
+    server
+        .store
+        .finish(failed.job.number, &failed.lease_token, JobOutcome::Fatal("broken".into()))
+        .await
+        .unwrap();
     server.store.claim(claim("v1.unsafe", "gone:")).await.unwrap();
     server.store.rescue(Some("gone:".into())).await.unwrap();
 
     for (id, expected) in [(&waiting, "Not Started"), (&failing, "Failed"), (&unsafe_id, "Executing")] {
         let number = id.split('-').nth(1).unwrap();
-        let reply = call(&server, &format!("/REST/Queue/GetRequestStatus/JSON?RequestID={number}"), None, "", Some(&cookie)).await;
+        let reply = call(
+            &server,
+            &format!("/REST/Queue/GetRequestStatus/JSON?RequestID={number}"),
+            None,
+            "",
+            Some(&cookie),
+        )
+        .await;
         assert_eq!(reply.json()["RequestDetails"]["CurrentStatus"], expected, "{}", reply.text);
     }
     let number = unsafe_id.split('-').nth(1).unwrap();
-    let reply = call(&server, &format!("/REST/Queue/GetRequestStatus/JSON?RequestID={number}"), None, "", Some(&cookie)).await;
+    let reply = call(
+        &server,
+        &format!("/REST/Queue/GetRequestStatus/JSON?RequestID={number}"),
+        None,
+        "",
+        Some(&cookie),
+    )
+    .await;
     assert!(reply.json()["RequestDetails"]["ProgressDesc"].as_str().unwrap().contains("reconciled"));
 }
 
@@ -204,14 +296,19 @@ async fn unknown_foreign_and_malformed_ids_and_missing_sessions_get_their_codes(
 
     let get = |query: String, cookie: Option<String>| {
         let server = &server;
-        async move { call(server, &format!("/REST/Queue/GetRequestStatus/JSON?{query}"), None, "", cookie.as_deref()).await }
+        async move {
+            call(server, &format!("/REST/Queue/GetRequestStatus/JSON?{query}"), None, "", cookie.as_deref())
+                .await
+        }
     };
     let unknown = get("RequestID=999999".into(), Some(cookie.clone())).await;
     assert_eq!(unknown.json()["StatusCode"], 900);
     assert!(unknown.json().get("RequestDetails").is_none());
     let foreign = get(format!("RequestID={number}"), Some(other_cookie)).await;
     assert_eq!(foreign.json()["StatusCode"], 900, "another tree's job is invisible");
-    for bad in ["RequestID=abc", "RequestID=-1", "RequestID=1.5", "", &format!("RequestID={}", "9".repeat(3000))] {
+    for bad in
+        ["RequestID=abc", "RequestID=-1", "RequestID=1.5", "", &format!("RequestID={}", "9".repeat(3000))]
+    {
         let reply = get(bad.to_string(), Some(cookie.clone())).await;
         assert_eq!(reply.http, 200);
         assert_eq!(reply.json()["StatusCode"], 3, "{bad}: {}", reply.text);
@@ -238,17 +335,44 @@ async fn list_queue_requests_filters_by_item_status_type_newest_first() {
     server.wait_for(&token, "OPSQ", &done, opsq_domain::JobStatus::Succeeded).await;
     let pending = server.submit(&token, "OPSQ", "v1.wait").await;
     let failing = server.submit(&token, "OPSQ", "v1.fail").await;
-    let claimed = server.store.claim(ClaimRequest { kinds: vec!["v1.fail".into()], limit: 1, owner: "w".into(), lease_ms: 60_000, accounts: None }).await.unwrap().remove(0);
-    server.store.finish(claimed.job.number, &claimed.lease_token, JobOutcome::Fatal("x".into())).await.unwrap();
+    let claimed = server
+        .store
+        .claim(ClaimRequest {
+            kinds: vec!["v1.fail".into()],
+            limit: 1,
+            owner: "w".into(),
+            lease_ms: 60_000,
+            accounts: None,
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    server
+        .store
+        .finish(claimed.job.number, &claimed.lease_token, JobOutcome::Fatal("x".into()))
+        .await
+        .unwrap();
     let number = |id: &String| id.split('-').nth(1).unwrap().parse::<i64>().unwrap();
 
     let list = |kind: &'static str| {
         let (server, cookie) = (&server, cookie.clone());
         async move {
-            let reply = call(server, "/REST/Queue/ListQueueRequests/JSON", Some("application/json"), &format!(r#"{{"ItemStatusType":"{kind}"}}"#), Some(&cookie)).await;
+            let reply = call(
+                server,
+                "/REST/Queue/ListQueueRequests/JSON",
+                Some("application/json"),
+                &format!(r#"{{"ItemStatusType":"{kind}"}}"#),
+                Some(&cookie),
+            )
+            .await;
             let json = reply.json();
             assert_eq!(json["StatusCode"], 0, "{json}");
-            json["Requests"].as_array().unwrap().iter().map(|r| r["RequestID"].as_i64().unwrap()).collect::<Vec<_>>()
+            json["Requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["RequestID"].as_i64().unwrap())
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(list("1").await, vec![number(&failing), number(&pending), number(&done)]);
@@ -256,7 +380,14 @@ async fn list_queue_requests_filters_by_item_status_type_newest_first() {
     assert_eq!(list("3").await, vec![number(&done)]);
     assert_eq!(list("4").await, vec![number(&failing)]);
 
-    let xml = call(&server, "/REST/Queue/ListQueueRequests/XML", Some("text/xml"), "<ListQueueItemsRequest><ItemStatusType>1</ItemStatusType></ListQueueItemsRequest>", Some(&cookie)).await;
+    let xml = call(
+        &server,
+        "/REST/Queue/ListQueueRequests/XML",
+        Some("text/xml"),
+        "<ListQueueItemsRequest><ItemStatusType>1</ItemStatusType></ListQueueItemsRequest>",
+        Some(&cookie),
+    )
+    .await;
     let document = roxmltree::Document::parse(&xml.text).unwrap();
     let root = document.root_element();
     assert_eq!(root.tag_name().name(), "ListQueueItemsResponse");
@@ -266,7 +397,14 @@ async fn list_queue_requests_filters_by_item_status_type_newest_first() {
     assert_eq!(items[0].attribute("CurrentStatus"), Some("Failed"));
 
     for bad in ["0", "5", "x", ""] {
-        let reply = call(&server, &format!("/REST/Queue/ListQueueRequests/JSON?ItemStatusType={bad}"), None, "", Some(&cookie)).await;
+        let reply = call(
+            &server,
+            &format!("/REST/Queue/ListQueueRequests/JSON?ItemStatusType={bad}"),
+            None,
+            "",
+            Some(&cookie),
+        )
+        .await;
         assert_eq!(reply.json()["StatusCode"], 901, "{bad}");
     }
 }
@@ -289,19 +427,42 @@ async fn account_alias_reaches_sub_accounts_only() {
 
     let get = |query: String, cookie: &String| {
         let (server, cookie) = (&server, cookie.clone());
-        async move { call(server, &format!("/REST/Queue/GetRequestStatus/JSON?{query}"), None, "", Some(&cookie)).await.json() }
+        async move {
+            call(server, &format!("/REST/Queue/GetRequestStatus/JSON?{query}"), None, "", Some(&cookie))
+                .await
+                .json()
+        }
     };
     assert_eq!(get(format!("RequestID={}&AccountAlias=SUB", n(&sub_job)), &parent).await["StatusCode"], 0);
     assert_eq!(get(format!("RequestID={}&AccountAlias=sub", n(&sub_job)), &parent).await["StatusCode"], 0);
     assert_eq!(get(format!("RequestID={}&AccountAlias=OPSQ", n(&root_job)), &child).await["StatusCode"], 101);
-    assert_eq!(get(format!("RequestID={}&AccountAlias=SIDE", n(&root_job)), &parent).await["StatusCode"], 101);
+    assert_eq!(
+        get(format!("RequestID={}&AccountAlias=SIDE", n(&root_job)), &parent).await["StatusCode"],
+        101
+    );
     assert_eq!(get(format!("RequestID={}&AccountAlias=NOPE", n(&root_job)), &parent).await["StatusCode"], 5);
     assert_eq!(get(format!("RequestID={}", n(&root_job)), &child).await["StatusCode"], 900);
-    let listed = call(&server, "/REST/Queue/ListQueueRequests/JSON?ItemStatusType=1&AccountAlias=SUB", None, "", Some(&parent)).await.json();
-    let ids: Vec<i64> = listed["Requests"].as_array().unwrap().iter().map(|r| r["RequestID"].as_i64().unwrap()).collect();
+    let listed = call(
+        &server,
+        "/REST/Queue/ListQueueRequests/JSON?ItemStatusType=1&AccountAlias=SUB",
+        None,
+        "",
+        Some(&parent),
+    )
+    .await
+    .json();
+    let ids: Vec<i64> =
+        listed["Requests"].as_array().unwrap().iter().map(|r| r["RequestID"].as_i64().unwrap()).collect();
     assert_eq!(ids, vec![n(&sub_job).parse::<i64>().unwrap()], "only the sub-account's jobs");
-    let child_list = call(&server, "/REST/Queue/ListQueueRequests/JSON?ItemStatusType=1", None, "", Some(&child)).await.json();
-    assert_eq!(child_list["Requests"].as_array().unwrap().len(), 1, "a sub-account never sees its parent's jobs");
+    let child_list =
+        call(&server, "/REST/Queue/ListQueueRequests/JSON?ItemStatusType=1", None, "", Some(&child))
+            .await
+            .json();
+    assert_eq!(
+        child_list["Requests"].as_array().unwrap().len(),
+        1,
+        "a sub-account never sees its parent's jobs"
+    );
 }
 
 #[tokio::test]
@@ -318,7 +479,13 @@ async fn hostile_xml_is_refused_fast_and_never_reads_a_file() {
         "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY xxe SYSTEM \"file://{}\">]><LogonRequest><APIKey>&xxe;</APIKey><Password>x</Password></LogonRequest>",
         secret_file.path().display()
     );
-    for body in [laughs, xxe, "<LogonRequest><APIKey>&xxe;</APIKey></LogonRequest>".into(), "<LogonRequest><APIKey>".into(), "<<<>>>".into()] {
+    for body in [
+        laughs,
+        xxe,
+        "<LogonRequest><APIKey>&xxe;</APIKey></LogonRequest>".into(),
+        "<LogonRequest><APIKey>".into(),
+        "<<<>>>".into(),
+    ] {
         let started = Instant::now();
         let reply = call(&server, "/REST/Auth/Logon/XML", Some("text/xml"), &body, None).await;
         assert!(started.elapsed() < Duration::from_secs(2), "refused in milliseconds");
@@ -333,12 +500,25 @@ async fn malformed_and_oversized_requests_never_get_a_server_error() {
     let server = TestServer::start().await;
     add_key(&server, "key1", "OPSQ").await;
     let cookie = logon(&server, "key1").await;
-    for (content_type, body) in [("application/json", "{nope"), ("application/json", "[1,2]"), ("application/json", r#"{"RequestID":{"a":1}}"#), ("text/xml", "<a><b></a>")] {
-        let reply = call(&server, "/REST/Queue/GetRequestStatus/JSON", Some(content_type), body, Some(&cookie)).await;
-        assert_eq!((reply.http, reply.json()["StatusCode"].as_i64()), (200, Some(3)), "{body}: {}", reply.text);
+    for (content_type, body) in [
+        ("application/json", "{nope"),
+        ("application/json", "[1,2]"),
+        ("application/json", r#"{"RequestID":{"a":1}}"#),
+        ("text/xml", "<a><b></a>"),
+    ] {
+        let reply =
+            call(&server, "/REST/Queue/GetRequestStatus/JSON", Some(content_type), body, Some(&cookie)).await;
+        assert_eq!(
+            (reply.http, reply.json()["StatusCode"].as_i64()),
+            (200, Some(3)),
+            "{body}: {}",
+            reply.text
+        );
     }
     let big = format!(r#"{{"RequestID":"{}"}}"#, "1".repeat(2 * 1024 * 1024));
-    let reply = call(&server, "/REST/Queue/GetRequestStatus/JSON", Some("application/json"), &big, Some(&cookie)).await;
+    let reply =
+        call(&server, "/REST/Queue/GetRequestStatus/JSON", Some("application/json"), &big, Some(&cookie))
+            .await;
     assert_eq!(reply.json()["StatusCode"], 3);
     assert!(reply.http < 500);
     let unknown = call(&server, "/REST/Server/GetServers/JSON", None, "", Some(&cookie)).await;

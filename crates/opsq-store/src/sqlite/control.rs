@@ -98,7 +98,7 @@ impl SqliteStore {
             let percent = if status == JobStatus::Succeeded { 100 } else { job.progress.percent as i64 };
             c.execute(
                 "UPDATE jobs SET status = ?2, result = COALESCE(?3, result), error = ?4,
-                        step_desc = ?5, status_at = ?6, finished_at = ?7, run_after = ?6 + 600000, percent = ?8
+                        step_desc = ?5, status_at = ?6, finished_at = ?7, run_after = ?6, percent = ?8
                  WHERE number = ?1",
                 params![number, status.as_str(), result, error, description, now, finished_at, percent],
             )?;

@@ -411,21 +411,29 @@ impl SqliteStore {
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            let candidates: Vec<(i64, bool, i64, i64)> = {
+            let candidates: Vec<(i64, bool, i64, i64, Option<String>)> = {
                 let mut stmt = c.prepare_cached(
-                    "SELECT number, safe_to_repeat, attempt, max_attempts FROM jobs
+                    "SELECT number, safe_to_repeat, attempt, max_attempts,
+                            CASE WHEN cancel_requested THEN COALESCE(cancel_reason, 'no reason given') END
+                     FROM jobs
                      WHERE status = 'executing'
                        AND (lease_until < ?1 OR (?2 IS NOT NULL AND substr(lease_owner, 1, length(?2)) = ?2))",
                 )?;
                 let rows = stmt.query_map(params![now, owner_prefix], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
             let mut rescued = Vec::with_capacity(candidates.len());
-            for (number, safe_to_repeat, attempt, max_attempts) in candidates {
+            for (number, safe_to_repeat, attempt, max_attempts, cancelled) in candidates {
                 let (status, description, error) = if !safe_to_repeat {
+                    // Even if cancelled, whether the effect happened is unknown.
                     (JobStatus::Unknown, UNKNOWN_DESCRIPTION.to_string(), None)
+                } else if let Some(reason) = cancelled {
+                    // Cancelled while running and its worker was lost: the cancel
+                    // takes effect instead of another attempt.
+                    let error = format!("cancelled: {reason} (the worker was lost before it stopped)");
+                    (JobStatus::Failed, "Request cancelled".to_string(), Some(error))
                 } else if attempt < max_attempts {
                     (JobStatus::Resumed, format!("Resuming after attempt {attempt} was interrupted"), None)
                 } else {

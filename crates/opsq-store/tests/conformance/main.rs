@@ -10,6 +10,8 @@
 
 mod accounts;
 mod concurrency;
+mod control;
+mod housekeeping;
 mod jobs;
 mod leases;
 mod support;
@@ -97,6 +99,24 @@ macro_rules! all_conformance_tests {
             concurrency::concurrent_rescues_take_each_job_once,
             concurrency::concurrent_bootstraps_make_one_root,
             concurrency::failing_write_does_not_undo_its_neighbours,
+            control::cancel_fails_a_waiting_job_at_once,
+            control::cancel_asks_the_worker_of_a_running_job,
+            control::retryable_failure_after_cancel_request_ends_the_job,
+            control::success_after_cancel_request_stands,
+            control::cancel_leaves_unknown_and_finished_jobs_alone,
+            control::resolve_succeeded_completes_an_unknown_job,
+            control::resolve_failed_fails_an_unknown_job,
+            control::resolve_retry_runs_an_unknown_job_again,
+            control::resolve_is_refused_unless_the_job_is_unknown,
+            control::kind_settings_round_trip,
+            control::a_cancelled_job_whose_worker_is_lost_ends_cancelled,
+            control::kind_lease_overrides_the_claim_lease,
+            control::kind_lease_overrides_the_heartbeat_lease,
+            housekeeping::prune_finished_deletes_ended_jobs_and_their_history,
+            housekeeping::prune_finished_keeps_newer_jobs_and_respects_the_limit,
+            housekeeping::fail_stale_unknown_ends_only_old_unknown_jobs,
+            housekeeping::unknown_jobs_lists_the_oldest_first,
+            housekeeping::prune_sessions_deletes_only_expired_sessions,
         );
     };
 }

@@ -220,3 +220,27 @@ pub fn sorted(mut rescued: Vec<Rescued>) -> Vec<Rescued> {
     rescued.sort_by_key(|r| r.number);
     rescued
 }
+
+pub fn assert_invalid<T: Debug>(result: Result<T, StoreError>) {
+    match result {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+/// Makes `new` an `unknown` job the way a lost worker does: it must not be safe to
+/// repeat; it is claimed by a previous run (`gone:x`) that rescue then takes back.
+pub async fn unknown_job(store: &Store, new: NewJob) -> Job {
+    assert!(!new.safe_to_repeat, "only a job unsafe to repeat becomes unknown");
+    let created = submit(store, new).await;
+    claim_job(store, &created, "gone:x", LONG_LEASE_MS).await;
+    let rescued = store.rescue(Some("gone:".into())).await.expect("rescue");
+    assert_eq!(rescued, vec![Rescued { number: created.number, status: JobStatus::Unknown }]);
+    job(store, created.number).await
+}
+
+/// Waits (polling, bounded by [`DEADLINE`]) until the wall clock reads later than
+/// `at`, so that what happens next gets a strictly later timestamp.
+pub async fn clock_passes(at: i64) {
+    eventually("the clock to move on", || async move { (opsq_store::now_ms() > at).then_some(()) }).await;
+}
