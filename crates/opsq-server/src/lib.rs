@@ -152,6 +152,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut registry = options.handlers.clone();
+    registry.register(runner::canary::KIND, Arc::new(runner::canary::Noop));
     if options.simulate {
         runner::simulator::register(&mut registry, options.sim_step);
     }

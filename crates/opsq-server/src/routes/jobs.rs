@@ -39,50 +39,10 @@ pub async fn submit_job(
     headers: HeaderMap,
     body: RawBody,
 ) -> ApiResult<Response> {
-    let alias = state.authorize_alias(&caller, &alias).await?;
-    if !caller.roles.can_submit() {
-        return Err(ApiError::Forbidden(format!(
-            "Access denied: user {} may not submit jobs",
-            caller.username
-        )));
-    }
-    if !body.content_type.contains("json") && !body.content_type.is_empty() {
-        return Err(ApiError::UnsupportedMediaType("send the job as application/json".into()));
-    }
+    let (alias, location) = submission_target(&state, &caller, &alias, &body).await?;
     let request: SubmitBody = serde_json::from_slice(&body.bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid job submission: {e}")))?;
-    let kind = JobKind::parse(&request.kind).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let title = request.title.clone().unwrap_or_else(|| kind.to_string());
-    if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_CHARS} characters")));
-    }
-    let (max_attempts, safe_to_repeat) =
-        state.kind_defaults(&kind, request.max_attempts, request.safe_to_repeat).await?;
-    if !(1..=100).contains(&max_attempts) {
-        return Err(ApiError::BadRequest("maxAttempts must be from 1 to 100".into()));
-    }
-    let idempotency_key = idempotency_key(&headers)?;
-    let account = state
-        .store
-        .account(&alias)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
-    let request_hash = idempotency_key.as_ref().map(|_| {
-        let canonical = json!([kind.as_str(), title, request.payload, max_attempts, request.safe_to_repeat]);
-        format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
-    });
-    let job = NewJob {
-        account: alias.clone(),
-        location: account.location,
-        kind,
-        title,
-        payload: request.payload,
-        max_attempts,
-        safe_to_repeat,
-        idempotency_key,
-        request_hash,
-        submitter: caller.username.clone(),
-    };
+    let job = new_job(&state, &caller, &alias, &location, request, idempotency_key(&headers)?).await?;
     let outcome = state
         .store
         .submit(vec![job])
@@ -95,27 +55,156 @@ pub async fn submit_job(
             (StatusCode::ACCEPTED, job)
         }
         SubmitOutcome::Existing(job) => (StatusCode::OK, job),
-        SubmitOutcome::KeyConflict(job) => {
-            return Err(ApiError::Conflict(format!(
-                "Idempotency-Key was already used for a different request (job {})",
-                job.status_id()
-            )))
-        }
+        SubmitOutcome::KeyConflict(job) => return Err(key_conflict(&job)),
     };
     let body = job_json(&alias, &job, None);
     let location = body["links"][0]["href"].as_str().unwrap_or_default().to_string();
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
+/// Most jobs one batch submission takes.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BatchItem {
+    #[serde(flatten)]
+    job: SubmitBody,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    jobs: Vec<BatchItem>,
+}
+
+/// `POST /v2/operations/{alias}/jobs/batch`: up to 1000 jobs accepted in one
+/// transaction (one commit), each answered by id and status.
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(alias): ApiPath<String>,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let (alias, location) = submission_target(&state, &caller, &alias, &body).await?;
+    let request: BatchBody = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid batch submission: {e}")))?;
+    if request.jobs.is_empty() || request.jobs.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!("jobs must hold 1 to {MAX_BATCH} jobs")));
+    }
+    let mut jobs = Vec::with_capacity(request.jobs.len());
+    for (index, item) in request.jobs.into_iter().enumerate() {
+        let key = item.idempotency_key.map(|k| valid_key(&k)).transpose()?;
+        let job = new_job(&state, &caller, &alias, &location, item.job, key)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("jobs[{index}]: {e}")))?;
+        jobs.push(job);
+    }
+    let outcomes = state.store.submit(jobs).await?;
+    let mut created = false;
+    let answers: Vec<Value> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            SubmitOutcome::Created(job) | SubmitOutcome::Existing(job) => {
+                created |= matches!(outcome, SubmitOutcome::Created(_));
+                json!({"id": job.status_id().to_string(), "number": job.number, "status": job.status.as_str(),
+                       "created": matches!(outcome, SubmitOutcome::Created(_))})
+            }
+            SubmitOutcome::KeyConflict(job) => json!({"error": key_conflict(job).to_string()}),
+        })
+        .collect();
+    if created {
+        state.wakeup.notify();
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "jobs": answers }))).into_response())
+}
+
+fn key_conflict(job: &opsq_domain::Job) -> ApiError {
+    ApiError::Conflict(format!(
+        "Idempotency-Key was already used for a different request (job {})",
+        job.status_id()
+    ))
+}
+
+/// The account a submission goes to, after the access, role and media-type checks
+/// every submission shares.
+async fn submission_target(
+    state: &AppState,
+    caller: &Caller,
+    raw_alias: &str,
+    body: &RawBody,
+) -> ApiResult<(opsq_domain::AccountAlias, opsq_domain::Location)> {
+    let alias = state.authorize_alias(caller, raw_alias).await?;
+    if !caller.roles.can_submit() {
+        return Err(ApiError::Forbidden(format!("Access denied: user {} may not submit jobs", caller.username)));
+    }
+    if !body.content_type.contains("json") && !body.content_type.is_empty() {
+        return Err(ApiError::UnsupportedMediaType("send the job as application/json".into()));
+    }
+    let account = state
+        .store
+        .account(&alias)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
+    Ok((alias, account.location))
+}
+
+/// Validates one submission and applies the kind's defaults.
+async fn new_job(
+    state: &AppState,
+    caller: &Caller,
+    alias: &opsq_domain::AccountAlias,
+    location: &opsq_domain::Location,
+    request: SubmitBody,
+    idempotency_key: Option<String>,
+) -> ApiResult<NewJob> {
+    let kind = JobKind::parse(&request.kind).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let title = request.title.clone().unwrap_or_else(|| kind.to_string());
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_CHARS} characters")));
+    }
+    let (max_attempts, safe_to_repeat) =
+        state.kind_defaults(&kind, request.max_attempts, request.safe_to_repeat).await?;
+    if !(1..=100).contains(&max_attempts) {
+        return Err(ApiError::BadRequest("maxAttempts must be from 1 to 100".into()));
+    }
+    let request_hash = idempotency_key.as_ref().map(|_| {
+        let canonical = json!([kind.as_str(), title, request.payload, max_attempts, request.safe_to_repeat]);
+        format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
+    });
+    Ok(NewJob {
+        account: alias.clone(),
+        location: location.clone(),
+        kind,
+        title,
+        payload: request.payload,
+        max_attempts,
+        safe_to_repeat,
+        idempotency_key,
+        request_hash,
+        submitter: caller.username.clone(),
+    })
+}
+
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key =
-        value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
-        })?;
-    Ok(Some(key.to_string()))
+    let key = value.to_str().map_err(|_| invalid_key())?;
+    Ok(Some(valid_key(key)?))
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+}
+
+fn valid_key(key: &str) -> ApiResult<String> {
+    let key = key.trim();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(invalid_key());
+    }
+    Ok(key.to_string())
 }
 
 pub async fn get_job(

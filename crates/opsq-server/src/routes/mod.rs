@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))
         .route("/v2/operations/{alias}/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v2/operations/{alias}/jobs/batch", post(jobs::submit_batch))
         .route("/v2/operations/{alias}/jobs/{status_id}", get(jobs::get_job))
         .route("/v2/operations/{alias}/jobs/{status_id}/cancel", post(jobs::cancel_job))
         .route("/v2/workers/claim", post(workers::claim))

@@ -2,6 +2,7 @@
 //! under a lease it renews, and records their outcome, fenced by the lease token.
 
 mod attempt;
+pub mod canary;
 pub(crate) mod backoff;
 mod handler;
 pub mod simulator;

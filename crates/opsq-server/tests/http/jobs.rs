@@ -137,3 +137,33 @@ async fn lists_newest_first_with_a_cursor_and_filters() {
     let (code, body) = server.get(&token, "/v2/operations/OPSQ/jobs?limit=lots").await;
     assert_error(code, &body, 400);
 }
+
+#[tokio::test]
+async fn batches_are_accepted_in_one_call_and_the_noop_canary_runs_them() {
+    let server = TestServer::start().await;
+    let token = server.admin_token().await;
+    let jobs: Vec<serde_json::Value> = (0..250).map(|i| json!({"kind": "opsq.noop", "payload": {"i": i}})).collect();
+    let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": jobs})).await;
+    assert_eq!(code, 202, "{body}");
+    let answers = body["jobs"].as_array().unwrap();
+    assert_eq!(answers.len(), 250);
+    let numbers: Vec<i64> = answers.iter().map(|a| a["number"].as_i64().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order, distinct");
+    for answer in [&answers[0], &answers[249]] {
+        server.wait_for(&token, "OPSQ", answer["id"].as_str().unwrap(), JobStatus::Succeeded).await;
+    }
+
+    let keyed = json!({"jobs": [{"kind": "batch.k", "idempotencyKey": "b-1"}, {"kind": "batch.k", "idempotencyKey": "b-1"}]});
+    let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &keyed).await;
+    assert_eq!(code, 202);
+    assert_eq!(body["jobs"][0]["id"], body["jobs"][1]["id"], "the same key in one batch is one job");
+    assert_eq!(body["jobs"][1]["created"], false);
+
+    for bad in [json!({"jobs": []}), json!({"jobs": [{"kind": "ok.k"}, {"kind": "bad..k"}]}), json!([{"kind": "a.b"}])] {
+        let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &bad).await;
+        assert_error(code, &body, 400);
+    }
+    let too_many: Vec<serde_json::Value> = (0..1001).map(|_| json!({"kind": "a.b"})).collect();
+    let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": too_many})).await;
+    assert_error(code, &body, 400);
+}
