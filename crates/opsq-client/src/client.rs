@@ -5,8 +5,12 @@ use reqwest::{header, Method, StatusCode, Url};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    types::{LoginRequest, StatusResponse},
-    ClientError, Job, LoginResponse, Result, Submission, SubmitRequest,
+    types::{
+        CancelRequest, ClaimResponse, CompleteRequest, FailBody, HeartbeatRequest, LoginRequest,
+        StatusResponse,
+    },
+    CancelOutcome, ClaimRequest, ClaimedJob, ClientError, FailRequest, HeartbeatAck, Job, JobList,
+    JobProgress, JobQuery, LoginResponse, Result, Submission, SubmitRequest,
 };
 
 /// How long to wait for a TCP/TLS connection: long enough for a busy server, short
@@ -108,6 +112,106 @@ impl Client {
         Ok(Submission { job, replayed: status == StatusCode::OK })
     }
 
+    /// `POST /v2/operations/{alias}/jobs/{id}/cancel`: asks for a job to stop.
+    ///
+    /// A waiting job ends `failed` at once ([`CancelOutcome::Cancelled`]); a running
+    /// one's worker is told at its next heartbeat ([`CancelOutcome::Requested`]). A job
+    /// that already ended, or whose outcome is unknown, is a 409 [`ClientError::Api`]
+    /// whose message says which.
+    pub async fn cancel(&self, alias: &str, status_id: &str, reason: Option<&str>) -> Result<CancelOutcome> {
+        let url = self.url(&["v2", "operations", alias, "jobs", status_id, "cancel"]);
+        let body = CancelRequest { reason };
+        let (status, job) = self.send(Method::POST, url, Some(&body), None).await?;
+        Ok(if status == StatusCode::ACCEPTED {
+            CancelOutcome::Requested(job)
+        } else {
+            CancelOutcome::Cancelled(job)
+        })
+    }
+
+    /// `GET /v2/operations/{alias}/jobs`: one page of the jobs of `alias` and its
+    /// sub-accounts, newest first.
+    pub async fn list_jobs(&self, alias: &str, query: &JobQuery) -> Result<JobList> {
+        let url = self.list_url(alias, query);
+        let (_, list) = self.send::<(), JobList>(Method::GET, url, None, None).await?;
+        Ok(list)
+    }
+
+    /// The list URL with the query's filters as parameters (none when unset).
+    fn list_url(&self, alias: &str, query: &JobQuery) -> Url {
+        let mut url = self.url(&["v2", "operations", alias, "jobs"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            if !query.statuses.is_empty() {
+                let statuses: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+                pairs.append_pair("status", &statuses.join(","));
+            }
+            if let Some(kind) = &query.kind {
+                pairs.append_pair("kind", kind);
+            }
+            if let Some(limit) = query.limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+            if let Some(before) = query.before {
+                pairs.append_pair("before", &before.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        url
+    }
+
+    /// `POST /v2/workers/claim`: takes up to `limit` waiting jobs of the given kinds,
+    /// each with a lease, waiting up to `wait_seconds` for one to appear. An empty list
+    /// means none came within the wait. Needs the `Worker` role.
+    pub async fn claim(&self, request: &ClaimRequest) -> Result<Vec<ClaimedJob>> {
+        let url = self.url(&["v2", "workers", "claim"]);
+        let (_, body) = self.send::<_, ClaimResponse>(Method::POST, url, Some(request), None).await?;
+        Ok(body.jobs)
+    }
+
+    /// `POST /v2/workers/jobs/{id}/heartbeat`: renews the attempt's lease, optionally
+    /// reporting progress, and learns whether a cancel was requested.
+    ///
+    /// A 409 [`ClientError::Api`] means the lease is lost (expired, rescued, or the job
+    /// ended): stop the attempt and report nothing for it.
+    pub async fn heartbeat(
+        &self,
+        status_id: &str,
+        lease_token: &str,
+        progress: Option<&JobProgress>,
+    ) -> Result<HeartbeatAck> {
+        let url = self.url(&["v2", "workers", "jobs", status_id, "heartbeat"]);
+        let body = HeartbeatRequest { lease_token, progress };
+        let (_, ack) = self.send(Method::POST, url, Some(&body), None).await?;
+        Ok(ack)
+    }
+
+    /// `POST /v2/workers/jobs/{id}/complete`: ends the attempt `succeeded` with
+    /// `result`. 409 when the lease is lost (the outcome was not recorded).
+    pub async fn complete(
+        &self,
+        status_id: &str,
+        lease_token: &str,
+        result: &serde_json::Value,
+    ) -> Result<Job> {
+        let url = self.url(&["v2", "workers", "jobs", status_id, "complete"]);
+        let body = CompleteRequest { lease_token, result };
+        let (_, job) = self.send(Method::POST, url, Some(&body), None).await?;
+        Ok(job)
+    }
+
+    /// `POST /v2/workers/jobs/{id}/fail`: ends the attempt as failed; a retryable
+    /// failure makes the job `resumed` while attempts remain. 409 when the lease is
+    /// lost (the outcome was not recorded).
+    pub async fn fail(&self, status_id: &str, lease_token: &str, failure: &FailRequest) -> Result<Job> {
+        let url = self.url(&["v2", "workers", "jobs", status_id, "fail"]);
+        let body = FailBody { lease_token, failure };
+        let (_, job) = self.send(Method::POST, url, Some(&body), None).await?;
+        Ok(job)
+    }
+
     /// The base URL with `segments` appended, each percent-encoded, so an id or alias
     /// containing `/` or `?` cannot reach another route.
     fn url(&self, segments: &[&str]) -> Url {
@@ -195,6 +299,25 @@ mod tests {
         assert_eq!(url.as_str(), "http://h:1/prefix/v2/operations/OPSQ/jobs/..%2Fx%3Fy");
         let client = Client::new("http://h:1/")?;
         assert_eq!(client.url(&["v2"]).as_str(), "http://h:1/v2");
+        Ok(())
+    }
+
+    #[test]
+    fn list_queries_send_only_the_filters_given() -> Result<()> {
+        let client = Client::new("http://h:1")?;
+        let url = client.list_url("OPSQ", &JobQuery::default());
+        assert_eq!(url.as_str(), "http://h:1/v2/operations/OPSQ/jobs");
+        let query = JobQuery {
+            statuses: vec![JobStatus::Executing, JobStatus::NotStarted],
+            kind: Some("server.*".into()),
+            limit: Some(5),
+            before: Some(42),
+        };
+        let url = client.list_url("OPSQ", &query);
+        assert_eq!(
+            url.as_str(),
+            "http://h:1/v2/operations/OPSQ/jobs?status=executing%2CnotStarted&kind=server.*&limit=5&before=42"
+        );
         Ok(())
     }
 

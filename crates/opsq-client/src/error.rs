@@ -91,6 +91,13 @@ impl ClientError {
         }
     }
 
+    /// Whether the server answered 409 Conflict. For the worker calls (heartbeat,
+    /// complete, fail) that means the attempt's lease is lost and its outcome must be
+    /// dropped; for a cancel, that the job already ended or awaits resolution.
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
     /// Wraps a `reqwest` failure, keeping its whole cause chain: reqwest's own text
     /// ("error sending request") says nothing about why.
     pub(crate) fn transport(url: &str, err: &reqwest::Error) -> Self {

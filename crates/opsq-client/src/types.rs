@@ -202,6 +202,176 @@ pub struct Submission {
     pub replayed: bool,
 }
 
+/// The body of `POST /v2/workers/claim`: which kinds this worker runs and how many
+/// jobs it can take now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimRequest {
+    /// Kinds or globs (`server.*`, `backup.run`); at most 50.
+    pub kinds: Vec<String>,
+    /// At most this many jobs (1-100); the server's default is 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// How long the server may hold the call open waiting for a job (at most 30 s),
+    /// so an idle worker does not poll in a tight loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+    /// A name for logs and job history, e.g. `host-1/pid-42`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+}
+
+/// A job handed to a worker by a claim, with the lease that fences the attempt.
+///
+/// Every later call for this attempt (heartbeat, complete, fail) sends
+/// [`lease_token`](Self::lease_token); once the lease is lost the server answers 409
+/// and the attempt's outcome no longer counts.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimedJob {
+    /// The job as the jobs API shows it; `attempt` is already this attempt's number.
+    #[serde(flatten)]
+    pub job: Job,
+    /// The attempt's fencing token; secret in the sense that whoever holds it can
+    /// decide the job's outcome.
+    pub lease_token: String,
+    /// When the lease runs out unless renewed by a heartbeat (ISO-8601 UTC).
+    #[serde(default)]
+    pub lease_expires: String,
+    /// The lease length in seconds, counted from the claim: heartbeat well within it.
+    #[serde(default)]
+    pub lease_seconds: u64,
+}
+
+/// Hand-written so the lease token never lands in a log.
+impl fmt::Debug for ClaimedJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimedJob")
+            .field("job", &self.job)
+            .field("lease_token", &"<redacted>")
+            .field("lease_expires", &self.lease_expires)
+            .field("lease_seconds", &self.lease_seconds)
+            .finish()
+    }
+}
+
+/// The answer to a heartbeat: whether someone asked to cancel the job, and how long
+/// the renewed lease lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatAck {
+    /// A cancel was requested: the worker should stop the job and report a failure
+    /// (which ends it `failed` as cancelled) or its real outcome if it already has one.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// When the renewed lease runs out (ISO-8601 UTC).
+    #[serde(default)]
+    pub lease_expires: String,
+    /// The renewed lease in seconds from now.
+    #[serde(default)]
+    pub lease_seconds: u64,
+}
+
+/// How an attempt failed, for `POST /v2/workers/jobs/{id}/fail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailRequest {
+    /// Why, in words; shown to whoever reads the job.
+    pub error: String,
+    /// Whether another attempt may succeed: the job is then `resumed` and retried
+    /// with backoff until its attempts run out; otherwise it ends `failed`.
+    pub retryable: bool,
+    /// Overrides the server's exponential backoff before the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// What a cancel did. A cancel that could not be done (the job already ended, or its
+/// outcome is unknown) is a [`ClientError::Api`](crate::ClientError::Api) with status 409.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// The job was waiting and is now `failed` (HTTP 200).
+    Cancelled(Job),
+    /// The job is running: its worker is told at its next heartbeat, and the job ends
+    /// `failed` when the worker stops it, or keeps its real outcome if it finishes
+    /// first (HTTP 202).
+    Requested(Job),
+}
+
+impl CancelOutcome {
+    /// The job as the server showed it after the cancel.
+    pub fn job(&self) -> &Job {
+        match self {
+            CancelOutcome::Cancelled(job) | CancelOutcome::Requested(job) => job,
+        }
+    }
+}
+
+/// Filters for `GET /v2/operations/{alias}/jobs`; unset fields are not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs in one of these statuses (all when empty).
+    pub statuses: Vec<JobStatus>,
+    /// Only kinds matching this glob, e.g. `server.*`.
+    pub kind: Option<String>,
+    /// At most this many jobs (1-1000; the server's default is 100).
+    pub limit: Option<u32>,
+    /// Only jobs older than this job number: the previous page's
+    /// [`JobList::next_before`].
+    pub before: Option<i64>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobList {
+    /// The jobs of this page.
+    pub items: Vec<Job>,
+    /// Pass as [`JobQuery::before`] for the next page; `None` on the last page.
+    #[serde(default)]
+    pub next_before: Option<i64>,
+}
+
+/// The body of `POST /v2/workers/claim`'s answer.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ClaimResponse {
+    pub(crate) jobs: Vec<ClaimedJob>,
+}
+
+/// The body of a heartbeat.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HeartbeatRequest<'a> {
+    pub(crate) lease_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) progress: Option<&'a JobProgress>,
+}
+
+/// The body of a complete.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CompleteRequest<'a> {
+    pub(crate) lease_token: &'a str,
+    pub(crate) result: &'a serde_json::Value,
+}
+
+/// The body of a fail: the lease token plus the [`FailRequest`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FailBody<'a> {
+    pub(crate) lease_token: &'a str,
+    #[serde(flatten)]
+    pub(crate) failure: &'a FailRequest,
+}
+
+/// The body of a cancel.
+#[derive(Serialize)]
+pub(crate) struct CancelRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<&'a str>,
+}
+
 /// The body of `GET /v2/operations/{alias}/status/{id}`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct StatusResponse {
@@ -261,6 +431,53 @@ mod tests {
         let value = serde_json::to_value(&body).expect("serializes");
         assert_eq!(value["maxAttempts"], 2);
         assert_eq!(value["safeToRepeat"], false);
+    }
+
+    #[test]
+    fn claimed_jobs_split_the_lease_from_the_job() {
+        let mut value: serde_json::Value = serde_json::from_str(JOB).expect("valid JSON");
+        value["leaseToken"] = serde_json::json!("lease-secret");
+        value["leaseExpires"] = serde_json::json!("2026-11-22T23:50:31.000Z");
+        value["leaseSeconds"] = serde_json::json!(30);
+        let claimed: ClaimedJob = serde_json::from_value(value.clone()).expect("decodes");
+        assert_eq!(claimed.lease_token, "lease-secret");
+        assert_eq!(claimed.lease_seconds, 30);
+        assert_eq!(claimed.job.id, "wa1-12");
+        assert!(
+            claimed.job.extra.is_empty(),
+            "lease fields must not leak into extra: {:?}",
+            claimed.job.extra
+        );
+        assert!(!format!("{claimed:?}").contains("lease-secret"));
+        assert_eq!(serde_json::to_value(&claimed).expect("serializes"), value);
+    }
+
+    #[test]
+    fn worker_bodies_use_the_wire_names() {
+        let claim = ClaimRequest {
+            kinds: vec!["server.*".into()],
+            limit: Some(4),
+            wait_seconds: Some(25),
+            worker_id: Some("h/1".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&claim).expect("serializes"),
+            serde_json::json!({"kinds": ["server.*"], "limit": 4, "waitSeconds": 25, "workerId": "h/1"})
+        );
+        let progress = JobProgress { percent: 40, step_number: 2, description: "Copying".into() };
+        let beat = HeartbeatRequest { lease_token: "t", progress: Some(&progress) };
+        assert_eq!(
+            serde_json::to_value(&beat).expect("serializes"),
+            serde_json::json!({"leaseToken": "t", "progress": {"percent": 40, "stepNumber": 2, "description": "Copying"}})
+        );
+        let failure = FailRequest { error: "boom".into(), retryable: false, retry_after_seconds: None };
+        let fail = FailBody { lease_token: "t", failure: &failure };
+        assert_eq!(
+            serde_json::to_value(&fail).expect("serializes"),
+            serde_json::json!({"leaseToken": "t", "error": "boom", "retryable": false})
+        );
+        let list: JobList = serde_json::from_str(r#"{"items": [], "nextBefore": null}"#).expect("decodes");
+        assert_eq!(list.next_before, None);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! Saving the token lets `status`, `submit` and `wait` run without a password; the
 //! file is created 0600 because the token is as good as the password for 14 days.
+//! Where no login can be saved (a worker under a service manager), `OPSQ_TOKEN` and
+//! `OPSQ_SERVER` take its place: see [`resolve`].
 
 use std::{
     fmt,
@@ -46,6 +48,100 @@ impl fmt::Debug for Credentials {
 /// The environment variable that moves the config directory, for tests, CI and
 /// people who keep several logins apart.
 pub const CONFIG_DIR_ENV: &str = "OPSQ_CONFIG_DIR";
+
+/// The environment variable holding a bearer token, for workers and scripts that run
+/// without a saved login (e.g. a token injected by a service manager). It wins over
+/// the saved login's token.
+pub const TOKEN_ENV: &str = "OPSQ_TOKEN";
+
+/// The JWT claim naming the token's home account, as the CLC API issued it.
+const ALIAS_CLAIM: &str = "urn:tier3:account-alias";
+
+/// What an authenticated command talks to, and as whom.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The server URL.
+    pub server: String,
+    /// The bearer token; secret.
+    pub token: String,
+    /// The account to act on, when known: `--alias`, else the token's home account.
+    pub alias: Option<String>,
+}
+
+/// Hand-written so the token never lands in a log or an error message.
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolved")
+            .field("server", &self.server)
+            .field("token", &"<redacted>")
+            .field("alias", &self.alias)
+            .finish()
+    }
+}
+
+/// Picks server, token and alias for a command.
+///
+/// With a non-empty `env_token` (from [`TOKEN_ENV`]) no saved login is needed: the
+/// server is `--server`/`OPSQ_SERVER`, else the saved login's; the alias is
+/// `--alias`, else the account named in the token, else the saved login's. Without
+/// it, the saved login is required and flags override what it holds. `saved` is only
+/// read when needed, so a missing or damaged file does not stop an `OPSQ_TOKEN` user
+/// who passes `--server`.
+pub fn resolve(
+    server_flag: Option<String>,
+    alias_flag: Option<String>,
+    env_token: Option<String>,
+    saved: impl FnOnce() -> anyhow::Result<Option<Credentials>>,
+) -> anyhow::Result<Resolved> {
+    match env_token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => {
+            let token = token.trim().to_string();
+            let alias = alias_flag.or_else(|| alias_in_token(&token));
+            let saved_login = if server_flag.is_none() || alias.is_none() {
+                match saved() {
+                    Ok(saved) => saved,
+                    // Only the server is worth failing for; an alias can be passed.
+                    Err(err) if server_flag.is_none() => return Err(err),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            let server = match (server_flag, &saved_login) {
+                (Some(server), _) => server,
+                (None, Some(saved)) => saved.server.clone(),
+                (None, None) => {
+                    bail!("{TOKEN_ENV} is set but no server is: pass --server or set OPSQ_SERVER")
+                }
+            };
+            let alias = alias.or_else(|| saved_login.map(|c| c.account_alias));
+            Ok(Resolved { server, token, alias })
+        }
+        None => {
+            let saved = match saved()? {
+                Some(saved) => saved,
+                None => bail!(
+                    "not logged in: run `opsq login --username USER --password-stdin` first, or set {TOKEN_ENV} and OPSQ_SERVER"
+                ),
+            };
+            Ok(Resolved {
+                server: server_flag.unwrap_or(saved.server),
+                token: saved.token,
+                alias: Some(alias_flag.unwrap_or(saved.account_alias)),
+            })
+        }
+    }
+}
+
+/// The home account named in a JWT's claims, read without checking the signature
+/// (only the server can, and it does on every call): it only picks the default alias.
+fn alias_in_token(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let claims = token.split('.').nth(1)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    claims.get(ALIAS_CLAIM)?.as_str().filter(|a| !a.is_empty()).map(str::to_string)
+}
 
 /// Where the credentials file lives: `$OPSQ_CONFIG_DIR/opsq/credentials.json`, else
 /// under the platform's config directory (`~/.config` on Linux).
@@ -108,17 +204,6 @@ pub fn load(path: &Path) -> anyhow::Result<Option<Credentials>> {
     Ok(Some(credentials))
 }
 
-/// Reads the saved login, failing with what to do when there is none.
-pub fn load_required(path: &Path) -> anyhow::Result<Credentials> {
-    match load(path)? {
-        Some(credentials) => Ok(credentials),
-        None => bail!(
-            "not logged in (no {}): run `opsq login --username USER --password-stdin` first",
-            path.display()
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,12 +256,60 @@ mod tests {
     fn missing_and_damaged_files_say_what_to_do() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = credentials_file_in(dir.path());
-        let err = load_required(&path).err().context("no file yet")?;
+        let err = resolve(None, None, None, || load(&path)).err().context("no file yet")?;
         assert!(format!("{err:#}").contains("opsq login"), "{err:#}");
         fs::create_dir_all(path.parent().context("has a parent")?)?;
         fs::write(&path, "not json")?;
         let err = load(&path).err().context("damaged")?;
         assert!(format!("{err:#}").contains("run `opsq login` again"), "{err:#}");
+        Ok(())
+    }
+
+    fn token_for(alias: &str) -> String {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = serde_json::json!({"unique_name": "w", ALIAS_CLAIM: alias});
+        format!("{}.{}.sig", engine.encode(br#"{"alg":"HS256"}"#), engine.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn the_saved_login_is_used_unless_a_token_is_in_the_environment() -> anyhow::Result<()> {
+        let saved = || Ok(Some(sample()));
+        let resolved = resolve(None, None, None, saved)?;
+        assert_eq!(resolved.server, "http://127.0.0.1:8080/");
+        assert_eq!(resolved.token, "secret-token");
+        assert_eq!(resolved.alias.as_deref(), Some("OPSQ"));
+        let resolved =
+            resolve(Some("http://other:1".into()), Some("SUB".into()), Some(String::new()), saved)?;
+        assert_eq!((resolved.server.as_str(), resolved.alias.as_deref()), ("http://other:1", Some("SUB")));
+        assert_eq!(resolved.token, "secret-token", "an empty OPSQ_TOKEN is ignored");
+
+        let err = resolve(None, None, None, || Ok(None)).err().context("no login")?;
+        let text = err.to_string();
+        assert!(text.contains("opsq login") && text.contains(TOKEN_ENV), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn an_environment_token_needs_no_saved_login() -> anyhow::Result<()> {
+        let no_file = || -> anyhow::Result<Option<Credentials>> { anyhow::bail!("must not be read") };
+        let token = token_for("ACME");
+        let resolved = resolve(Some("http://h:1".into()), None, Some(format!(" {token}\n")), no_file)?;
+        assert_eq!(resolved.server, "http://h:1");
+        assert_eq!(resolved.token, token);
+        assert_eq!(resolved.alias.as_deref(), Some("ACME"), "the alias comes from the token's claims");
+        assert!(!format!("{resolved:?}").contains(&token));
+
+        // No --server: the saved login's server, and its alias when the token names none.
+        let resolved = resolve(None, None, Some("opaque".into()), || Ok(Some(sample())))?;
+        assert_eq!(resolved.server, "http://127.0.0.1:8080/");
+        assert_eq!(resolved.token, "opaque");
+        assert_eq!(resolved.alias.as_deref(), Some("OPSQ"));
+
+        let err = resolve(None, None, Some("opaque".into()), || Ok(None)).err().context("no server")?;
+        assert!(err.to_string().contains("--server"), "{err}");
+        let resolved = resolve(Some("h:1".into()), None, Some("opaque".into()), || Ok(None))?;
+        assert_eq!(resolved.alias, None);
         Ok(())
     }
 

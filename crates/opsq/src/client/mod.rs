@@ -1,24 +1,32 @@
-//! The client commands: `login`, `status`, `submit` and `wait`, run against an opsq
-//! server through [`opsq_client`].
+//! The client commands: `login`, `status`, `submit`, `wait`, `cancel`, `list` and
+//! `worker`, run against an opsq server through [`opsq_client`].
 //!
 //! `login` saves a token (see [`config`]); the other commands reuse it, so scripts
-//! never handle passwords after the first step.
+//! never handle passwords after the first step. `OPSQ_TOKEN` stands in for the saved
+//! login where none can be kept, e.g. for a worker run by a service manager.
 
+mod cancel;
 mod config;
+mod exec;
+mod list;
 mod login;
 mod status;
 mod submit;
 mod wait;
+mod worker;
 
 use std::{io::Write, process::ExitCode};
 
 use anyhow::Context;
 use opsq_client::Client;
 
+pub use cancel::CancelArgs;
+pub use list::ListArgs;
 pub use login::LoginArgs;
 pub use status::StatusArgs;
 pub use submit::SubmitArgs;
 pub use wait::WaitArgs;
+pub use worker::WorkerArgs;
 
 /// The server used when neither `--server`, `OPSQ_SERVER` nor a saved login names one:
 /// where `opsq serve` listens by default.
@@ -36,6 +44,18 @@ pub enum ClientCommand {
     /// Wait for jobs to finish, with progress bars; exit 0 if all succeeded, 1 if any
     /// failed, 2 on timeout or error.
     Wait(WaitArgs),
+    /// Cancel jobs: waiting ones fail at once, running ones are stopped by their worker.
+    ///
+    /// Prints what happened to each job; exits 1 if any could not be cancelled (it
+    /// already ended, its outcome is unknown, or the id is unknown).
+    Cancel(CancelArgs),
+    /// List jobs newest first, as a table or JSON lines.
+    List(ListArgs),
+    /// Run jobs of some kinds with a shell command per job (contract: docs/workers.md).
+    ///
+    /// Stops gracefully on SIGTERM or Ctrl-C: running jobs get --shutdown-grace-secs,
+    /// then are stopped and handed back to run again.
+    Worker(WorkerArgs),
 }
 
 /// Runs one client command; the exit code tells scripts how it went.
@@ -45,6 +65,9 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
         ClientCommand::Status(args) => status::run(args).await,
         ClientCommand::Submit(args) => submit::run(args).await,
         ClientCommand::Wait(args) => wait::run(args).await,
+        ClientCommand::Cancel(args) => cancel::run(args).await,
+        ClientCommand::List(args) => list::run(args).await,
+        ClientCommand::Worker(args) => worker::run(args).await,
     }
 }
 
@@ -59,13 +82,23 @@ impl Session {
     /// Builds the session from the saved login, with `--server` and `--alias`
     /// overriding what was saved.
     fn open(server: Option<String>, alias: Option<String>) -> anyhow::Result<Self> {
-        let path = config::credentials_path()?;
-        let saved = config::load_required(&path)?;
-        let server = server.unwrap_or_else(|| saved.server.clone());
-        let client = Client::new(&server)?.with_token(saved.token);
-        let alias = alias.unwrap_or(saved.account_alias);
+        let resolved = credentials(server, alias)?;
+        let Some(alias) = resolved.alias else {
+            anyhow::bail!(
+                "no account to act on: pass --alias (the {} token names no account)",
+                config::TOKEN_ENV
+            );
+        };
+        let client = Client::new(&resolved.server)?.with_token(resolved.token);
         Ok(Self { client, alias })
     }
+}
+
+/// Server, token and default alias: `OPSQ_TOKEN` if set, else the saved login, with
+/// `--server`/`--alias` overriding (see [`config::resolve`]).
+fn credentials(server: Option<String>, alias: Option<String>) -> anyhow::Result<config::Resolved> {
+    let token = std::env::var(config::TOKEN_ENV).ok();
+    config::resolve(server, alias, token, || config::load(&config::credentials_path()?))
 }
 
 /// The server to log in to: the flag (or `OPSQ_SERVER`), else the last one logged in

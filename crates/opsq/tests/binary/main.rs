@@ -3,5 +3,6 @@
 
 mod admin;
 mod clc_sdk;
+mod crash;
 mod harness;
 mod restart;

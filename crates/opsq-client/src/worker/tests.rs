@@ -1,0 +1,330 @@
+//! The worker against a scripted fake server, so each protocol rule (cancel, lost
+//! lease, retries, shutdown) is exercised without the real one.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    routing::post,
+    Json, Router,
+};
+use serde_json::json;
+
+use super::*;
+
+/// What the fake heartbeat answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Beat {
+    Ok,
+    Cancel,
+    Conflict,
+}
+
+#[derive(Default)]
+struct Script {
+    jobs: VecDeque<Value>,
+    beat: Option<Beat>,
+    /// How many complete/fail calls answer 503 before one is accepted.
+    report_failures: u32,
+    /// Answer claims with 401.
+    refuse_claims: bool,
+    /// Every call: (action, job id, body).
+    calls: Vec<(String, String, Value)>,
+}
+
+type Fake = Arc<Mutex<Script>>;
+
+fn lock(fake: &Fake) -> std::sync::MutexGuard<'_, Script> {
+    fake.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn job_json(id: &str, lease_seconds: u64) -> Value {
+    json!({
+        "id": id, "number": 1, "accountAlias": "OPSQ", "locationAlias": "WA1", "kind": "test.echo",
+        "title": "t", "payload": {"n": 1}, "status": "executing", "attempt": 1, "maxAttempts": 3,
+        "leaseToken": format!("lease-{id}"), "leaseExpires": "2026-01-01T00:00:00.000Z",
+        "leaseSeconds": lease_seconds,
+    })
+}
+
+async fn claim(State(fake): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let jobs: Vec<Value> = {
+        let mut script = lock(&fake);
+        script.calls.push(("claim".into(), String::new(), body.clone()));
+        if script.refuse_claims {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"message": "token expired"})));
+        }
+        let limit = body["limit"].as_u64().unwrap_or(1) as usize;
+        let take = limit.min(script.jobs.len());
+        script.jobs.drain(..take).collect()
+    };
+    if jobs.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (StatusCode::OK, Json(json!({ "jobs": jobs })))
+}
+
+async fn action(
+    State(fake): State<Fake>,
+    Path((id, action)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut script = lock(&fake);
+    script.calls.push((action.clone(), id.clone(), body));
+    if action == "heartbeat" {
+        return match script.beat.unwrap_or(Beat::Ok) {
+            Beat::Conflict => (StatusCode::CONFLICT, Json(json!({"message": "lease lost"}))),
+            beat => (
+                StatusCode::OK,
+                Json(
+                    json!({"cancelRequested": beat == Beat::Cancel, "leaseExpires": "x", "leaseSeconds": 1}),
+                ),
+            ),
+        };
+    }
+    if script.report_failures > 0 {
+        script.report_failures -= 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"message": "store unavailable"})));
+    }
+    let mut job = job_json(&id, 1);
+    job["status"] = json!(if action == "complete" { "succeeded" } else { "failed" });
+    (StatusCode::OK, Json(job))
+}
+
+async fn start(script: Script) -> (Fake, Client) {
+    let fake: Fake = Arc::new(Mutex::new(script));
+    let app = Router::new()
+        .route("/v2/workers/claim", post(claim))
+        .route("/v2/workers/jobs/{id}/{action}", post(action))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::new(&addr.to_string()).expect("client").with_token("t");
+    (fake, client)
+}
+
+fn config(grace: Duration) -> WorkerConfig {
+    WorkerConfig {
+        kinds: vec!["test.*".into()],
+        concurrency: 2,
+        worker_id: "test/1".into(),
+        wait_seconds: 1,
+        shutdown_grace: grace,
+    }
+}
+
+/// Runs the worker until `done` says the fake saw enough, then shuts it down and
+/// returns every call made.
+async fn run_until(
+    fake: &Fake,
+    client: Client,
+    config: WorkerConfig,
+    handler: impl Handler,
+    done: impl Fn(&Script) -> bool,
+) -> Vec<(String, String, Value)> {
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(Worker::new(client, config).run(handler, shutdown.clone()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done(&lock(fake)) {
+        assert!(Instant::now() < deadline, "the fake never saw the expected calls: {:?}", lock(fake).calls);
+        sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let ended = timeout(Duration::from_secs(30), worker).await.expect("the worker stops").expect("no panic");
+    assert_eq!(ended, Ok(()));
+    let calls = lock(fake).calls.clone();
+    calls
+}
+
+fn reported(script: &Script) -> bool {
+    script.calls.iter().any(|(action, _, _)| action == "complete" || action == "fail")
+}
+
+fn actions<'a>(calls: &'a [(String, String, Value)], name: &str) -> Vec<&'a Value> {
+    calls.iter().filter(|(action, _, _)| action == name).map(|(_, _, body)| body).collect()
+}
+
+#[tokio::test]
+async fn a_job_runs_reports_progress_and_completes() {
+    let (fake, client) = start(Script { jobs: [job_json("wa1-1", 1)].into(), ..Script::default() }).await;
+    let handler = handler_fn(|job: crate::Job, ctx: WorkContext| async move {
+        ctx.progress(40, 2, "Copying");
+        sleep(Duration::from_millis(600)).await;
+        Ok(json!({"echo": job.payload}))
+    });
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, reported).await;
+    let claims = actions(&calls, "claim");
+    assert_eq!(claims[0]["kinds"], json!(["test.*"]));
+    assert_eq!(claims[0]["limit"], 2);
+    assert_eq!(claims[0]["workerId"], "test/1");
+    let beats = actions(&calls, "heartbeat");
+    assert!(!beats.is_empty(), "{calls:?}");
+    assert_eq!(beats[0]["leaseToken"], "lease-wa1-1");
+    assert_eq!(beats[0]["progress"], json!({"percent": 40, "stepNumber": 2, "description": "Copying"}));
+    let completes = actions(&calls, "complete");
+    assert_eq!(completes.len(), 1, "{calls:?}");
+    assert_eq!(completes[0]["result"], json!({"echo": {"n": 1}}));
+    assert_eq!(completes[0]["leaseToken"], "lease-wa1-1");
+}
+
+#[tokio::test]
+async fn a_cancel_request_fires_the_token_and_the_failure_is_reported() {
+    let script =
+        Script { jobs: [job_json("wa1-2", 1)].into(), beat: Some(Beat::Cancel), ..Script::default() };
+    let (fake, client) = start(script).await;
+    let handler = handler_fn(|_job: crate::Job, ctx: WorkContext| async move {
+        ctx.cancelled().await;
+        assert_eq!(ctx.stop_reason(), Some(StopReason::CancelRequested));
+        Err(WorkError::retryable("stopped on request"))
+    });
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, reported).await;
+    let fails = actions(&calls, "fail");
+    assert_eq!(fails.len(), 1, "{calls:?}");
+    assert_eq!(fails[0]["error"], "stopped on request");
+    assert_eq!(fails[0]["retryable"], false);
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_the_job_and_drops_its_outcome() {
+    let script =
+        Script { jobs: [job_json("wa1-3", 1)].into(), beat: Some(Beat::Conflict), ..Script::default() };
+    let (fake, client) = start(script).await;
+    let stopped = Arc::new(Mutex::new(None));
+    let seen = stopped.clone();
+    let handler = handler_fn(move |_job: crate::Job, ctx: WorkContext| {
+        let seen = seen.clone();
+        async move {
+            ctx.cancelled().await;
+            *seen.lock().unwrap_or_else(PoisonError::into_inner) = ctx.stop_reason();
+            Ok(json!("finished anyway"))
+        }
+    });
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, |script| {
+        script.calls.iter().any(|(action, _, _)| action == "heartbeat")
+    })
+    .await;
+    assert_eq!(*stopped.lock().unwrap_or_else(PoisonError::into_inner), Some(StopReason::LeaseLost));
+    assert!(!reported(&Script { calls, ..Script::default() }), "nothing may be reported after a 409");
+}
+
+#[tokio::test]
+async fn transient_report_failures_are_retried() {
+    let script = Script { jobs: [job_json("wa1-4", 10)].into(), report_failures: 2, ..Script::default() };
+    let (fake, client) = start(script).await;
+    let handler =
+        handler_fn(|_job: crate::Job, _ctx: WorkContext| async move { Err(WorkError::fatal("bad payload")) });
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, |script| {
+        script.calls.iter().filter(|(action, _, _)| action == "fail").count() == 3
+    })
+    .await;
+    let fails = actions(&calls, "fail");
+    assert_eq!(fails.len(), 3, "two 503s then the accepted one: {calls:?}");
+    assert!(fails.iter().all(|body| body["error"] == "bad payload" && body["retryable"] == false));
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_grace_then_hands_running_jobs_back() {
+    let script = Script { jobs: [job_json("wa1-5", 10), job_json("wa1-6", 10)].into(), ..Script::default() };
+    let (fake, client) = start(script).await;
+    let handler = handler_fn(|job: crate::Job, ctx: WorkContext| async move {
+        if job.id == "wa1-5" {
+            // Finishes within the grace period: its result counts.
+            sleep(Duration::from_millis(200)).await;
+            return Ok(json!("quick"));
+        }
+        ctx.cancelled().await;
+        assert_eq!(ctx.stop_reason(), Some(StopReason::Shutdown));
+        Err(WorkError::fatal("interrupted"))
+    });
+    let started = Instant::now();
+    let calls = run_until(&fake, client, config(Duration::from_millis(700)), handler, |script| {
+        script.calls.iter().filter(|(action, _, _)| action == "claim").count() >= 1 && script.jobs.is_empty()
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let completes: Vec<_> = calls.iter().filter(|(action, _, _)| action == "complete").collect();
+    assert_eq!(completes.len(), 1, "{calls:?}");
+    assert_eq!(completes[0].1, "wa1-5");
+    let fails: Vec<_> = calls.iter().filter(|(action, _, _)| action == "fail").collect();
+    assert_eq!(fails.len(), 1, "{calls:?}");
+    assert_eq!(fails[0].1, "wa1-6");
+    assert_eq!(fails[0].2["retryable"], true);
+    assert_eq!(fails[0].2["error"], "worker shutting down: interrupted");
+}
+
+#[tokio::test]
+async fn a_refused_claim_ends_the_worker_with_the_reason() {
+    let (_fake, client) = start(Script { refuse_claims: true, ..Script::default() }).await;
+    let handler = handler_fn(|_job: crate::Job, _ctx: WorkContext| async move { Ok(Value::Null) });
+    let ended = timeout(
+        Duration::from_secs(10),
+        Worker::new(client, config(Duration::from_secs(1))).run(handler, CancellationToken::new()),
+    )
+    .await
+    .expect("the worker stops on its own");
+    let Err(WorkerError::Claim(err)) = ended else { panic!("expected a refused claim, got {ended:?}") };
+    assert_eq!(err.status(), Some(401));
+}
+
+#[tokio::test]
+async fn a_config_without_kinds_is_refused_up_front() {
+    let client = Client::new("127.0.0.1:9").expect("client");
+    let handler = handler_fn(|_job: crate::Job, _ctx: WorkContext| async move { Ok(Value::Null) });
+    let config = WorkerConfig { kinds: vec![], ..WorkerConfig::default() };
+    let ended = Worker::new(client, config).run(handler, CancellationToken::new()).await;
+    assert!(matches!(ended, Err(WorkerError::Config(_))), "{ended:?}");
+}
+
+#[test]
+fn reports_follow_the_stop_reason() {
+    let fail = |report: Option<Report>| match report {
+        Some(Report::Fail(failure)) => Some((failure.error, failure.retryable)),
+        _ => None,
+    };
+    assert!(decide(Ok(json!(1)), Some(StopReason::LeaseLost)).is_none());
+    assert!(decide(Err(WorkError::fatal("x")), Some(StopReason::LeaseLost)).is_none());
+    assert!(matches!(decide(Ok(json!(1)), Some(StopReason::Shutdown)), Some(Report::Complete(_))));
+    assert!(matches!(decide(Ok(json!(1)), None), Some(Report::Complete(_))));
+    assert_eq!(fail(decide(Err(WorkError::retryable("busy")), None)), Some(("busy".into(), true)));
+    assert_eq!(fail(decide(Err(WorkError::fatal("bad")), None)), Some(("bad".into(), false)));
+    assert_eq!(
+        fail(decide(Err(WorkError::retryable("x")), Some(StopReason::CancelRequested))),
+        Some(("x".into(), false))
+    );
+    assert_eq!(
+        fail(decide(Err(WorkError::fatal("x")), Some(StopReason::Shutdown))),
+        Some(("worker shutting down: x".into(), true))
+    );
+}
+
+#[test]
+fn timings_are_bounded() {
+    assert_eq!(backoff(1), Duration::from_millis(500));
+    assert_eq!(backoff(2), Duration::from_secs(1));
+    assert_eq!(backoff(1000), MAX_BACKOFF);
+    assert_eq!(beat_interval(30), Duration::from_secs(10));
+    assert_eq!(beat_interval(0), Duration::from_millis(200));
+    let start = Instant::now();
+    let clock = LeaseClock::new(start, 30);
+    clock.renew(start, 10);
+    assert_eq!(clock.until(), start + Duration::from_secs(30), "a renewal never shortens the lease");
+    clock.renew(start + Duration::from_secs(25), 30);
+    assert_eq!(clock.until(), start + Duration::from_secs(55));
+}
+
+#[test]
+fn config_is_bounded_and_the_default_id_names_the_process() {
+    let config =
+        WorkerConfig { kinds: vec!["a".into()], concurrency: 0, wait_seconds: 99, ..WorkerConfig::default() };
+    let checked = config.validated().expect("valid");
+    assert_eq!(checked.concurrency, 1);
+    assert_eq!(checked.wait_seconds, MAX_WAIT_SECS);
+    assert!(default_worker_id().ends_with(&format!("/pid-{}", std::process::id())));
+    let many = WorkerConfig { kinds: vec!["a".into(); 51], ..WorkerConfig::default() };
+    assert!(many.validated().is_err());
+}
