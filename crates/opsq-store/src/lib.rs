@@ -1,11 +1,13 @@
-//! opsq's storage: one [`Store`] handle over the embedded SQLite store (PostgreSQL is
-//! the next backend), with the same operations and the same rules on each.
+//! opsq's storage: one [`Store`] handle over the embedded SQLite store or a shared
+//! PostgreSQL database, with the same operations and the same rules on each (one
+//! conformance suite, `tests/conformance`, runs against both).
 //!
-//! Every write that a client is told about is committed before the call returns, but
-//! concurrent writes are grouped into few transactions (group commit), so durability
-//! does not cost one fsync per job.
+//! Every write that a client is told about is committed before the call returns. On
+//! SQLite, concurrent writes are grouped into few transactions (group commit), so
+//! durability does not cost one fsync per job; PostgreSQL groups commits itself.
 
 mod error;
+mod postgres;
 mod sqlite;
 mod store;
 mod types;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
 
+use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::types::*;
 use crate::StoreError;
@@ -16,12 +17,26 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
+/// Calls the same method on whichever backend is behind the handle.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match &*$self.backend {
             Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call,
+        }
+    };
+}
+
+/// For reads, which SQLite answers on the caller's thread (microseconds, no await)
+/// and PostgreSQL over the network.
+macro_rules! dispatch_read {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &*$self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Postgres($s) => $call.await,
         }
     };
 }
@@ -32,13 +47,22 @@ impl Store {
         Ok(Self { backend: Arc::new(Backend::Sqlite(SqliteStore::open(data_dir)?)) })
     }
 
-    /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db`.
+    /// Connects to a shared PostgreSQL database (`postgres://user:password@host:port/db`)
+    /// and applies migrations; any number of nodes may open the same database. A
+    /// database that cannot be reached fails within seconds as
+    /// [`StoreError::Unavailable`]. Connections do not use TLS yet.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        Ok(Self { backend: Arc::new(Backend::Postgres(PostgresStore::open(url).await?)) })
+    }
+
+    /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db` or
+    /// `postgres://opsq@db.internal:5432/opsq` (never a password).
     pub fn describe(&self) -> String {
         dispatch!(self, s => s.describe())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping())
+        dispatch_read!(self, s => s.ping())
     }
 
     /// Returns the stored value of `key`, storing `init()` first if there is none; every
@@ -62,7 +86,7 @@ impl Store {
     }
 
     pub async fn account(&self, alias: &AccountAlias) -> Result<Option<Account>, StoreError> {
-        dispatch!(self, s => s.account(alias))
+        dispatch_read!(self, s => s.account(alias))
     }
 
     /// Whether `alias` is `root` or one of its descendants: the access rule of the API.
@@ -70,12 +94,12 @@ impl Store {
         if root == alias {
             return Ok(true);
         }
-        dispatch!(self, s => s.is_within(root, alias))
+        dispatch_read!(self, s => s.is_within(root, alias))
     }
 
     /// `root` and every account below it.
     pub async fn subtree(&self, root: &AccountAlias) -> Result<Vec<AccountAlias>, StoreError> {
-        dispatch!(self, s => s.subtree(root))
+        dispatch_read!(self, s => s.subtree(root))
     }
 
     pub async fn create_user(&self, user: NewUser) -> Result<(), StoreError> {
@@ -83,7 +107,7 @@ impl Store {
     }
 
     pub async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        dispatch!(self, s => s.user(username))
+        dispatch_read!(self, s => s.user(username))
     }
 
     pub async fn create_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
@@ -91,7 +115,7 @@ impl Store {
     }
 
     pub async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, StoreError> {
-        dispatch!(self, s => s.api_key(key))
+        dispatch_read!(self, s => s.api_key(key))
     }
 
     /// Records a v1 session so that every node sharing the store accepts its cookie.
@@ -101,7 +125,7 @@ impl Store {
 
     /// The live (unexpired) session with this token hash, if any.
     pub async fn v1_session(&self, token_hash: &str) -> Result<Option<V1Session>, StoreError> {
-        dispatch!(self, s => s.v1_session(token_hash, crate::now_ms()))
+        dispatch_read!(self, s => s.v1_session(token_hash, crate::now_ms()))
     }
 
     pub async fn delete_v1_session(&self, token_hash: &str) -> Result<(), StoreError> {
@@ -115,21 +139,21 @@ impl Store {
     }
 
     pub async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
-        dispatch!(self, s => s.job(number))
+        dispatch_read!(self, s => s.job(number))
     }
 
     /// The hot path of `GET .../status/{id}`: one narrow row by primary key.
     pub async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
-        dispatch!(self, s => s.job_status(number))
+        dispatch_read!(self, s => s.job_status(number))
     }
 
     pub async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
-        dispatch!(self, s => s.job_events(number))
+        dispatch_read!(self, s => s.job_events(number))
     }
 
     /// Jobs visible under the filter, newest first.
     pub async fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
-        dispatch!(self, s => s.list_jobs(filter))
+        dispatch_read!(self, s => s.list_jobs(filter))
     }
 
     /// Moves up to `limit` waiting jobs to `executing` under a new lease each.
@@ -167,7 +191,7 @@ impl Store {
 
     /// When the next waiting job of these kinds becomes runnable, if any is scheduled.
     pub async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
-        dispatch!(self, s => s.next_run_after(kinds))
+        dispatch_read!(self, s => s.next_run_after(kinds))
     }
 
     /// Cancels a job: at once if it waits, by asking its worker if it runs.
@@ -185,7 +209,7 @@ impl Store {
     }
 
     pub async fn kind(&self, kind: &str) -> Result<Option<KindSettings>, StoreError> {
-        dispatch!(self, s => s.kind(kind))
+        dispatch_read!(self, s => s.kind(kind))
     }
 
     /// Deletes up to `limit` jobs that ended before `finished_before`, with their history.
@@ -204,7 +228,7 @@ impl Store {
 
     /// The oldest `unknown` jobs, for reconcile probes.
     pub async fn unknown_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
-        dispatch!(self, s => s.unknown_jobs(limit))
+        dispatch_read!(self, s => s.unknown_jobs(limit))
     }
 
     pub async fn prune_sessions(&self) -> Result<usize, StoreError> {

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "opsq", version, about = "opsq: the operations queue behind a cloud API's long-running requests")]
+#[command(
+    name = "opsq",
+    version,
+    about = "opsq: the operations queue behind a cloud API's long-running requests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,9 +32,7 @@ enum Command {
 
 /// Where the embedded store lives unless `--data-dir`/`OPSQ_DATA_DIR` says otherwise.
 pub fn default_data_dir() -> PathBuf {
-    dirs::data_local_dir()
-        .map(|d| d.join("opsq"))
-        .unwrap_or_else(|| PathBuf::from("opsq-data"))
+    dirs::data_local_dir().map(|d| d.join("opsq")).unwrap_or_else(|| PathBuf::from("opsq-data"))
 }
 
 fn main() -> ExitCode {

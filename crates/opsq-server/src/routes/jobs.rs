@@ -137,7 +137,10 @@ async fn submission_target(
 ) -> ApiResult<(opsq_domain::AccountAlias, opsq_domain::Location)> {
     let alias = state.authorize_alias(caller, raw_alias).await?;
     if !caller.roles.can_submit() {
-        return Err(ApiError::Forbidden(format!("Access denied: user {} may not submit jobs", caller.username)));
+        return Err(ApiError::Forbidden(format!(
+            "Access denied: user {} may not submit jobs",
+            caller.username
+        )));
     }
     if !body.content_type.contains("json") && !body.content_type.is_empty() {
         return Err(ApiError::UnsupportedMediaType("send the job as application/json".into()));

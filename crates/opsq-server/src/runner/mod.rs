@@ -2,8 +2,8 @@
 //! under a lease it renews, and records their outcome, fenced by the lease token.
 
 mod attempt;
-pub mod canary;
 pub(crate) mod backoff;
+pub mod canary;
 mod handler;
 pub mod simulator;
 

@@ -142,8 +142,10 @@ async fn lists_newest_first_with_a_cursor_and_filters() {
 async fn batches_are_accepted_in_one_call_and_the_noop_canary_runs_them() {
     let server = TestServer::start().await;
     let token = server.admin_token().await;
-    let jobs: Vec<serde_json::Value> = (0..250).map(|i| json!({"kind": "opsq.noop", "payload": {"i": i}})).collect();
-    let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": jobs})).await;
+    let jobs: Vec<serde_json::Value> =
+        (0..250).map(|i| json!({"kind": "opsq.noop", "payload": {"i": i}})).collect();
+    let (code, body) =
+        server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": jobs})).await;
     assert_eq!(code, 202, "{body}");
     let answers = body["jobs"].as_array().unwrap();
     assert_eq!(answers.len(), 250);
@@ -159,11 +161,16 @@ async fn batches_are_accepted_in_one_call_and_the_noop_canary_runs_them() {
     assert_eq!(body["jobs"][0]["id"], body["jobs"][1]["id"], "the same key in one batch is one job");
     assert_eq!(body["jobs"][1]["created"], false);
 
-    for bad in [json!({"jobs": []}), json!({"jobs": [{"kind": "ok.k"}, {"kind": "bad..k"}]}), json!([{"kind": "a.b"}])] {
+    for bad in [
+        json!({"jobs": []}),
+        json!({"jobs": [{"kind": "ok.k"}, {"kind": "bad..k"}]}),
+        json!([{"kind": "a.b"}]),
+    ] {
         let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &bad).await;
         assert_error(code, &body, 400);
     }
     let too_many: Vec<serde_json::Value> = (0..1001).map(|_| json!({"kind": "a.b"})).collect();
-    let (code, body) = server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": too_many})).await;
+    let (code, body) =
+        server.post_json(&token, "/v2/operations/OPSQ/jobs/batch", &json!({"jobs": too_many})).await;
     assert_error(code, &body, 400);
 }

@@ -135,8 +135,10 @@ pub async fn concurrent_finishes_record_one_outcome(store: Store) {
 
 pub async fn finish_racing_rescue_records_one_outcome(store: Store) {
     accounts(&store, &["ACME"]).await;
-    for _ in 0..10 {
-        let j = submit(&store, with_attempts(new_job("ACME", "t.race"), 3, true)).await;
+    for round in 0..10 {
+        // A kind per round: when the rescue wins, its job waits `resumed` and must not
+        // be claimed by the next round.
+        let j = submit(&store, with_attempts(new_job("ACME", &format!("t.race{round}")), 3, true)).await;
         let c = claim_job(&store, &j, "node-r-1", LONG_LEASE_MS).await;
         let (finished, rescued) = tokio::join!(
             store.finish(j.number, &c.lease_token, JobOutcome::Succeeded(json!("won"))),

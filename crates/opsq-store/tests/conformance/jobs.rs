@@ -310,3 +310,68 @@ pub async fn next_run_after_reports_the_earliest_waiting_job(store: Store) {
     assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), Some(second.run_after));
     assert_eq!(store.next_run_after(&kinds(&["server.powerOn", "backup.run"])).await.unwrap(), Some(later));
 }
+
+/// Kind patterns follow SQLite's `GLOB` on every backend: `*`, `?` and `[...]` sets
+/// (`^` negates, `]` first is literal, `a-z` ranges, an unclosed `[` matches nothing), case-sensitively, with everything else literal,
+/// regex and `LIKE` syntax included.
+pub async fn kind_globs_follow_sqlite_glob_rules(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let kinds = ["a.b", "a.c", "a.bc", "a-b", "a_b", "ab.c", "A.b", "x-y.z9"];
+    for k in kinds {
+        submit(&store, new_job("ACME", k)).await;
+    }
+    let matching = |pattern: &'static str| {
+        let store = store.clone();
+        async move {
+            let filter = JobFilter {
+                accounts: vec![alias("ACME")],
+                kind: Some(pattern.to_string()),
+                limit: 100,
+                ..JobFilter::default()
+            };
+            let mut found: Vec<String> = store
+                .list_jobs(filter)
+                .await
+                .expect("list jobs")
+                .into_iter()
+                .map(|j| j.kind.as_str().to_string())
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    let cases: &[(&str, &[&str])] = &[
+        ("*", &["A.b", "a-b", "a.b", "a.bc", "a.c", "a_b", "ab.c", "x-y.z9"]),
+        ("a*", &["a-b", "a.b", "a.bc", "a.c", "a_b", "ab.c"]),
+        ("*.c", &["a.c", "ab.c"]),
+        ("a.b*", &["a.b", "a.bc"]),
+        ("a.?", &["a.b", "a.c"]),
+        ("a?b", &["a-b", "a.b", "a_b"]),
+        ("a[._]b", &["a.b", "a_b"]),
+        ("a[^._]b", &["a-b"]),
+        ("a[]-]b", &["a-b"]),
+        ("a[+--]b", &["a-b"]),
+        ("[a-a].*", &["a.b", "a.bc", "a.c"]),
+        ("[A-Z].b", &["A.b"]),
+        ("a.[b-c]", &["a.b", "a.c"]),
+        // A reversed range holds nothing, but its first character still counts.
+        ("a.[c-b]", &["a.c"]),
+        ("a.[^c-b]", &["a.b"]),
+        ("[:a].b", &["a.b"]),
+        ("[[:alpha:]].b", &[]),
+        ("x-y.z[0-9]", &["x-y.z9"]),
+        ("a.[b", &[]),
+        ("a.(b|c)", &[]),
+        ("a.b$", &[]),
+        ("^a.b", &[]),
+        ("a\\.b", &[]),
+        ("a.b{1}", &[]),
+        ("a.b+", &[]),
+        ("a%", &[]),
+        ("a_b", &["a_b"]),
+        ("A.B", &[]),
+    ];
+    for (pattern, expected) in cases {
+        assert_eq!(matching(pattern).await, *expected, "kind pattern {pattern:?}");
+    }
+}

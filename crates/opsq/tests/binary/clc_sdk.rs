@@ -101,7 +101,10 @@ async fn the_clc_sdk_v1_client_works_unchanged() {
         .await
         .unwrap()
         .remove(0);
-    store.finish(claim.job.number, &claim.lease_token, opsq_store::JobOutcome::Fatal("broken".into())).await.unwrap();
+    store
+        .finish(claim.job.number, &claim.lease_token, opsq_store::JobOutcome::Fatal("broken".into()))
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while store.job(ids[0]).await.unwrap().unwrap().status != opsq_domain::JobStatus::Succeeded {
         assert!(std::time::Instant::now() < deadline, "the simulated job never succeeded");

@@ -36,7 +36,17 @@ impl Drop for WorkerProcess {
 
 fn start_worker(base: &str, token: &str, script: &Path, config: &Path, index: usize) -> WorkerProcess {
     let child = Command::new(BIN)
-        .args(["worker", "--kind", "crash.*", "--concurrency", "4", "--wait-secs", "2", "--shutdown-grace-secs", "5"])
+        .args([
+            "worker",
+            "--kind",
+            "crash.*",
+            "--concurrency",
+            "4",
+            "--wait-secs",
+            "2",
+            "--shutdown-grace-secs",
+            "5",
+        ])
         .args(["--worker-id", &format!("crash-{index}"), "--server", base, "--exec"])
         .arg(script)
         .env("OPSQ_TOKEN", token)
@@ -58,7 +68,22 @@ async fn jobs_survive_random_kill_9s_of_server_and_workers() {
     let mut server = ServerProcess::start_on(&data, &address, &serve_args);
     let token = server.login("admin", server.admin_password.as_deref().unwrap()).await;
     for (kind, safe) in [("crash.safe", "true"), ("crash.unsafe", "false")] {
-        let out = opsq(&["admin", "kind", "set", kind, "--lease-secs", "2", "--max-attempts", "5", "--safe-to-repeat", safe], &data, "");
+        let out = opsq(
+            &[
+                "admin",
+                "kind",
+                "set",
+                kind,
+                "--lease-secs",
+                "2",
+                "--max-attempts",
+                "5",
+                "--safe-to-repeat",
+                safe,
+            ],
+            &data,
+            "",
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
@@ -132,7 +157,12 @@ async fn jobs_survive_random_kill_9s_of_server_and_workers() {
         let open = store
             .list_jobs(JobFilter {
                 accounts: vec![root.clone()],
-                statuses: vec![JobStatus::NotStarted, JobStatus::Executing, JobStatus::Resumed, JobStatus::Unknown],
+                statuses: vec![
+                    JobStatus::NotStarted,
+                    JobStatus::Executing,
+                    JobStatus::Resumed,
+                    JobStatus::Unknown,
+                ],
                 kind: None,
                 before: None,
                 limit: 1,
@@ -161,7 +191,13 @@ async fn jobs_survive_random_kill_9s_of_server_and_workers() {
     let mut before = None;
     loop {
         let page = store
-            .list_jobs(JobFilter { accounts: vec![root.clone()], statuses: vec![], kind: Some("crash.*".into()), before, limit: 500 })
+            .list_jobs(JobFilter {
+                accounts: vec![root.clone()],
+                statuses: vec![],
+                kind: Some("crash.*".into()),
+                before,
+                limit: 500,
+            })
             .await
             .unwrap();
         let Some(last) = page.last() else { break };

@@ -1,0 +1,563 @@
+//! Jobs: submission, reads, claims under a lease, heartbeats, outcomes and rescue.
+//!
+//! Every write of an attempt is fenced: it names the lease token it got from its
+//! claim, and is refused once that token is no longer the job's (expired, rescued,
+//! or ended), so a worker that lost its lease can never record an outcome. Where an
+//! operation reads a job before it writes it, the read locks the row (`FOR UPDATE`),
+//! and PostgreSQL re-checks a locked row's conditions against its newest version, so
+//! of two racing calls (two finishes, a finish and a rescue) the second sees what the
+//! first did.
+
+use deadpool_postgres::GenericClient;
+use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
+use tokio_postgres::types::ToSql;
+
+use super::glob::globs_to_regexes;
+use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
+use super::{execute, query, query_one, query_opt, PostgresStore};
+use crate::types::*;
+use crate::{now_ms, StoreError};
+
+/// The description a job carries while nobody knows whether its effect happened.
+const UNKNOWN_DESCRIPTION: &str =
+    "The worker was lost while running this operation; its outcome is being reconciled";
+
+const LOAD_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE number = $1");
+
+const FIND_BY_KEY: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", request_hash FROM jobs WHERE account = $1 AND idempotency_key = $2"
+);
+
+/// Inserts a job and its first history event in one statement. With an idempotency
+/// key already taken, it inserts nothing and returns no row: ON CONFLICT waits for
+/// the transaction that took the key, so the lookup that follows sees its job.
+const INSERT_JOB: &str = concat!(
+    "WITH created AS (
+         INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
+                           created_at, run_after, max_attempts, safe_to_repeat, idempotency_key,
+                           request_hash, submitter)
+         VALUES ($1, $2, $3, $4, $5, 'notStarted', 'Waiting for a worker', $6, $6, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (account, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING ",
+    job_columns!(),
+    "
+     ), accepted AS (
+         INSERT INTO job_events (job, at, status, attempt, message)
+         SELECT number, $6, 'notStarted', 0, 'accepted' FROM created
+     )
+     SELECT ",
+    job_columns!(),
+    " FROM created"
+);
+
+/// Claims in one statement: pick the oldest runnable jobs of the wanted kinds,
+/// skipping rows another claim has locked (so claimers never wait for each other and
+/// never share a job), start an attempt on each under a fresh random lease token,
+/// and record the start in the history. The lease is the kind's when it has one.
+macro_rules! claim_sql {
+    ($accounts:literal) => {
+        concat!(
+            "WITH picked AS (
+                 SELECT number FROM jobs
+                 WHERE status IN ('notStarted', 'resumed') AND run_after <= $2
+                   AND kind ~ ANY($4::text[]) ",
+            $accounts,
+            "
+                 ORDER BY run_after, number
+                 LIMIT $5
+                 FOR UPDATE SKIP LOCKED
+             ), claimed AS (
+                 UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
+                        lease_token = replace(gen_random_uuid()::text, '-', ''),
+                        lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
+                        started_at = COALESCE(started_at, $2), status_at = $2,
+                        step_desc = 'Started'
+                 WHERE number IN (SELECT number FROM picked)
+                 RETURNING ",
+            job_columns!(),
+            ", lease_token, lease_until
+             ), started AS (
+                 INSERT INTO job_events (job, at, status, attempt, message)
+                 SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
+                 FROM claimed
+             )
+             SELECT * FROM claimed ORDER BY number"
+        )
+    };
+}
+const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
+const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
+
+const HEARTBEAT: &str = "UPDATE jobs
+     SET lease_until = $4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3)
+     WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $4
+     RETURNING cancel_requested, lease_until";
+
+const HEARTBEAT_WITH_PROGRESS: &str = "UPDATE jobs
+     SET percent = $5, step_number = $6, step_desc = $7, status_at = $4,
+         lease_until = $4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3)
+     WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $4
+     RETURNING cancel_requested, lease_until";
+
+const FINISH: &str = concat!(
+    "WITH done AS (
+         UPDATE jobs SET status = $2::text, result = $3, error = $4, run_after = $5, step_desc = $6,
+                status_at = $7, finished_at = $8,
+                percent = CASE WHEN $2::text = 'succeeded' THEN 100 ELSE percent END,
+                lease_owner = NULL, lease_token = NULL, lease_until = NULL
+         WHERE number = $1
+         RETURNING ",
+    job_columns!(),
+    "
+     ), recorded AS (
+         INSERT INTO job_events (job, at, status, attempt, message)
+         SELECT number, $7, status, attempt, $9::text FROM done
+     )
+     SELECT ",
+    job_columns!(),
+    " FROM done"
+);
+
+pub(crate) async fn record_event(
+    c: &impl GenericClient,
+    job: i64,
+    at: i64,
+    status: JobStatus,
+    attempt: u32,
+    message: &str,
+) -> Result<(), StoreError> {
+    execute(
+        c,
+        "INSERT INTO job_events (job, at, status, attempt, message) VALUES ($1, $2, $3, $4, $5)",
+        &[&job, &at, &status.as_str(), &count(attempt), &message],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A count as the `INTEGER` columns store it.
+pub(crate) fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+pub(crate) async fn load_job(c: &impl GenericClient, number: i64) -> Result<Option<Job>, StoreError> {
+    query_opt(c, LOAD_JOB, &[&number]).await?.map(|r| rows::job(&r)).transpose()
+}
+
+async fn find_by_key(
+    c: &impl GenericClient,
+    job: &NewJob,
+    key: &str,
+) -> Result<Option<SubmitOutcome>, StoreError> {
+    let Some(row) = query_opt(c, FIND_BY_KEY, &[&job.account.as_str(), &key]).await? else {
+        return Ok(None);
+    };
+    let existing = rows::job(&row)?;
+    let hash: Option<String> = row.try_get(JOB_COLUMN_COUNT)?;
+    Ok(Some(if hash == job.request_hash {
+        SubmitOutcome::Existing(existing)
+    } else {
+        SubmitOutcome::KeyConflict(existing)
+    }))
+}
+
+async fn submit_one(c: &impl GenericClient, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
+    if let Some(key) = &job.idempotency_key {
+        if let Some(outcome) = find_by_key(c, &job, key).await? {
+            return Ok(outcome);
+        }
+    }
+    let payload = serde_json::to_string(&job.payload)
+        .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
+    let max_attempts = count(job.max_attempts.max(1));
+    // A key taken by a concurrent submission makes the insert a no-op; the job that
+    // took it is then found. Should that job be pruned in between, insert again.
+    for _ in 0..3 {
+        let created = query_opt(
+            c,
+            INSERT_JOB,
+            &[
+                &job.account.as_str(),
+                &job.location.as_str(),
+                &job.kind.as_str(),
+                &job.title,
+                &payload,
+                &now,
+                &max_attempts,
+                &job.safe_to_repeat,
+                &job.idempotency_key,
+                &job.request_hash,
+                &job.submitter,
+            ],
+        )
+        .await?;
+        if let Some(row) = created {
+            return Ok(SubmitOutcome::Created(rows::job(&row)?));
+        }
+        let Some(key) = &job.idempotency_key else {
+            return Err(StoreError::Database("a job without an idempotency key was not inserted".into()));
+        };
+        if let Some(outcome) = find_by_key(c, &job, key).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(StoreError::Unavailable("the idempotency key kept changing hands; try again".into()))
+}
+
+pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -> StoreError {
+    match query_one(c, "SELECT EXISTS(SELECT 1 FROM jobs WHERE number = $1)", &[&number]).await {
+        Ok(row) => match row.try_get::<_, bool>(0) {
+            Ok(true) => StoreError::LeaseLost(number),
+            Ok(false) => StoreError::NotFound(format!("job {number}")),
+            Err(err) => err.into(),
+        },
+        Err(err) => err,
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(submit_one(&tx, job, now).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    pub(crate) async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
+        let client = self.client().await?;
+        load_job(&client, number).await
+    }
+
+    pub(crate) async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT number, account, location, status FROM jobs WHERE number = $1",
+            &[&number],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(JobStatusRow {
+                number: r.try_get(0)?,
+                account: alias_at(&r, 1)?,
+                location: location_at(&r, 2)?,
+                status: status_at(&r, 3)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT at, status, attempt, message FROM job_events WHERE job = $1 ORDER BY id",
+            &[&number],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEvent {
+                    at: r.try_get(0)?,
+                    status: status_at(r, 1)?,
+                    attempt: r.try_get::<_, i32>(2)?.max(0) as u32,
+                    message: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
+        let accounts: Vec<String> = filter.accounts.iter().map(|a| a.as_str().to_string()).collect();
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(accounts)];
+        let mut clauses = vec!["account = ANY($1::text[])".to_string()];
+        if !filter.statuses.is_empty() {
+            let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+            params.push(Box::new(statuses));
+            clauses.push(format!("status = ANY(${}::text[])", params.len()));
+        }
+        if let Some(kind) = &filter.kind {
+            params.push(Box::new(globs_to_regexes(std::slice::from_ref(kind))));
+            clauses.push(format!("kind ~ ANY(${}::text[])", params.len()));
+        }
+        if let Some(before) = filter.before {
+            params.push(Box::new(before));
+            clauses.push(format!("number < ${}", params.len()));
+        }
+        params.push(Box::new(i64::from(filter.limit.clamp(1, 1000))));
+        // The few shapes this takes (which filters are present) each get a cached
+        // statement.
+        let sql = format!(
+            "SELECT {} FROM jobs WHERE {} ORDER BY number DESC LIMIT ${}",
+            job_columns!(),
+            clauses.join(" AND "),
+            params.len()
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+        let client = self.client().await?;
+        let rows = query(&client, &sql, &refs).await?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    pub(crate) async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        let now = now_ms();
+        let regexes = globs_to_regexes(&request.kinds);
+        let limit = i64::from(request.limit.clamp(1, 1000));
+        let accounts: Option<Vec<String>> =
+            request.accounts.as_ref().map(|a| a.iter().map(|a| a.as_str().to_string()).collect());
+        // No kinds or no accounts: nothing can match, so spare the round trip.
+        if regexes.is_empty() || accounts.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let owner = &request.owner;
+        let lease_ms = &request.lease_ms;
+        let rows = match &accounts {
+            Some(accounts) => {
+                query(&client, CLAIM_IN_ACCOUNTS, &[owner, &now, lease_ms, &regexes, &limit, accounts])
+                    .await?
+            }
+            None => query(&client, CLAIM_ANY_ACCOUNT, &[owner, &now, lease_ms, &regexes, &limit]).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(Claim {
+                    job: rows::job(r)?,
+                    lease_token: r.try_get(JOB_COLUMN_COUNT)?,
+                    lease_until: r.try_get(JOB_COLUMN_COUNT + 1)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn heartbeat(
+        &self,
+        number: i64,
+        lease_token: String,
+        progress: Option<Progress>,
+        lease_ms: i64,
+    ) -> Result<HeartbeatAck, StoreError> {
+        let now = now_ms();
+        let client = self.client().await?;
+        let row = match &progress {
+            Some(p) => {
+                let percent = i32::from(p.percent);
+                let step_number = count(p.step_number);
+                query_opt(
+                    &client,
+                    HEARTBEAT_WITH_PROGRESS,
+                    &[&number, &lease_token, &lease_ms, &now, &percent, &step_number, &p.description],
+                )
+                .await?
+            }
+            None => query_opt(&client, HEARTBEAT, &[&number, &lease_token, &lease_ms, &now]).await?,
+        };
+        match row {
+            Some(r) => Ok(HeartbeatAck { cancel_requested: r.try_get(0)?, lease_until: r.try_get(1)? }),
+            None => Err(lease_lost_or_missing(&client, number).await),
+        }
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+    ) -> Result<Job, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        let current = query_opt(
+            &tx,
+            "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
+             WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $3
+             FOR UPDATE",
+            &[&number, &lease_token, &now],
+        )
+        .await?;
+        let Some(current) = current else {
+            return Err(lease_lost_or_missing(&tx, number).await);
+        };
+        let attempt: i32 = current.try_get(0)?;
+        let max_attempts: i32 = current.try_get(1)?;
+        let cancel_requested: bool = current.try_get(2)?;
+        let cancel_reason: Option<String> = current.try_get(3)?;
+        // A failure after a cancel request is the cancellation taking effect; a
+        // success stands (the job finished first).
+        let outcome = match (outcome, cancel_requested) {
+            (JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. }, true) => {
+                JobOutcome::Fatal(format!(
+                    "cancelled: {} (the attempt stopped with: {error})",
+                    cancel_reason.as_deref().unwrap_or("no reason given")
+                ))
+            }
+            (outcome, _) => outcome,
+        };
+        let (status, result, error, run_after, description, message) = match outcome {
+            JobOutcome::Succeeded(result) => {
+                let text = serde_json::to_string(&result)
+                    .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
+                (
+                    JobStatus::Succeeded,
+                    Some(text),
+                    None,
+                    now,
+                    "Request completed".to_string(),
+                    "succeeded".to_string(),
+                )
+            }
+            JobOutcome::Fatal(error) => (
+                JobStatus::Failed,
+                None,
+                Some(error.clone()),
+                now,
+                "Request failed".to_string(),
+                format!("failed: {error}"),
+            ),
+            JobOutcome::Retryable { error, run_after } if attempt < max_attempts && !cancel_requested => (
+                JobStatus::Resumed,
+                None,
+                Some(error.clone()),
+                run_after,
+                format!("Retrying after attempt {attempt} failed"),
+                format!("attempt {attempt} failed, will retry: {error}"),
+            ),
+            JobOutcome::Retryable { error, .. } => {
+                let error = format!("{error} (attempt {attempt} of {max_attempts}, no attempts left)");
+                (
+                    JobStatus::Failed,
+                    None,
+                    Some(error.clone()),
+                    now,
+                    "Request failed".to_string(),
+                    format!("failed: {error}"),
+                )
+            }
+        };
+        let finished_at = status.is_terminal().then_some(now);
+        let row = query_one(
+            &tx,
+            FINISH,
+            &[
+                &number,
+                &status.as_str(),
+                &result,
+                &error,
+                &run_after,
+                &description,
+                &now,
+                &finished_at,
+                &message,
+            ],
+        )
+        .await?;
+        let job = rows::job(&row)?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        // Locked in job order, so concurrent rescues cannot deadlock; a job another
+        // rescue or a finish took meanwhile no longer matches once its lock is free,
+        // and is left out.
+        let candidates = query(
+            &tx,
+            "SELECT number, safe_to_repeat, attempt, max_attempts,
+                    CASE WHEN cancel_requested THEN COALESCE(cancel_reason, 'no reason given') END
+             FROM jobs
+             WHERE status = 'executing'
+               AND (lease_until < $1 OR ($2::text IS NOT NULL AND starts_with(lease_owner, $2::text)))
+             ORDER BY number
+             FOR UPDATE",
+            &[&now, &owner_prefix],
+        )
+        .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut numbers = Vec::with_capacity(candidates.len());
+        let mut statuses = Vec::with_capacity(candidates.len());
+        let mut descriptions = Vec::with_capacity(candidates.len());
+        let mut errors: Vec<Option<String>> = Vec::with_capacity(candidates.len());
+        let mut finished: Vec<Option<i64>> = Vec::with_capacity(candidates.len());
+        let mut attempts = Vec::with_capacity(candidates.len());
+        let mut messages = Vec::with_capacity(candidates.len());
+        let mut rescued = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let number: i64 = row.try_get(0)?;
+            let safe_to_repeat: bool = row.try_get(1)?;
+            let attempt: i32 = row.try_get(2)?;
+            let max_attempts: i32 = row.try_get(3)?;
+            let cancelled: Option<String> = row.try_get(4)?;
+            let (status, description, error) = if !safe_to_repeat {
+                // Even if cancelled, whether the effect happened is unknown.
+                (JobStatus::Unknown, UNKNOWN_DESCRIPTION.to_string(), None)
+            } else if let Some(reason) = cancelled {
+                // Cancelled while running and its worker was lost: the cancel takes
+                // effect instead of another attempt.
+                let error = format!("cancelled: {reason} (the worker was lost before it stopped)");
+                (JobStatus::Failed, "Request cancelled".to_string(), Some(error))
+            } else if attempt < max_attempts {
+                (JobStatus::Resumed, format!("Resuming after attempt {attempt} was interrupted"), None)
+            } else {
+                let error = format!(
+                    "attempt {attempt} of {max_attempts} was interrupted (worker lost) and no attempts are left"
+                );
+                (JobStatus::Failed, "Request failed".to_string(), Some(error))
+            };
+            numbers.push(number);
+            statuses.push(status.as_str());
+            descriptions.push(description);
+            errors.push(error);
+            finished.push(status.is_terminal().then_some(now));
+            attempts.push(attempt);
+            messages.push(format!("attempt {attempt} lost its lease (worker lost or node restarted)"));
+            rescued.push(Rescued { number, status });
+        }
+        // One statement for all the jobs and one for their history, however many.
+        execute(
+            &tx,
+            "UPDATE jobs SET status = r.status, step_desc = r.description, error = COALESCE(r.error, jobs.error),
+                    status_at = $1, run_after = $1, finished_at = r.finished_at,
+                    lease_owner = NULL, lease_token = NULL, lease_until = NULL
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                  AS r(number, status, description, error, finished_at)
+             WHERE jobs.number = r.number",
+            &[&now, &numbers, &statuses, &descriptions, &errors, &finished],
+        )
+        .await?;
+        execute(
+            &tx,
+            "INSERT INTO job_events (job, at, status, attempt, message)
+             SELECT r.job, $1::bigint, r.status, r.attempt, r.message
+             FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[]) AS r(job, status, attempt, message)",
+            &[&now, &numbers, &statuses, &attempts, &messages],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rescued)
+    }
+
+    pub(crate) async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
+        let regexes = globs_to_regexes(kinds);
+        let client = self.client().await?;
+        Ok(query_one(
+            &client,
+            "SELECT MIN(run_after) FROM jobs
+             WHERE status IN ('notStarted', 'resumed') AND kind ~ ANY($1::text[])",
+            &[&regexes],
+        )
+        .await?
+        .try_get(0)?)
+    }
+}
