@@ -52,6 +52,14 @@ pub async fn run(
     let mut last_chores: Option<Instant> = None;
     let mut probed: HashMap<i64, Instant> = HashMap::new();
     while !shutdown.is_cancelled() {
+        if !store.is_housekeeper() {
+            // Another node holds the housekeeping lock; check again next tick.
+            tokio::select! {
+                _ = tokio::time::sleep(config.tick) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        }
         match store.rescue(None).await {
             Ok(rescued) if !rescued.is_empty() => {
                 tracing::info!(count = rescued.len(), "took back jobs whose lease expired");

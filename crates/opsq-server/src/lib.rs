@@ -164,6 +164,9 @@ pub async fn serve(
         options.runner.clone(),
     );
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));
+    if let Some(signals) = state.store.subscribe() {
+        tokio::spawn(forward_signals(signals, state.wakeup.clone(), state.running.clone(), shutdown.clone()));
+    }
     let housekeeping_task = tokio::spawn(housekeeping::run(
         state.store.clone(),
         registry,
@@ -180,4 +183,27 @@ pub async fn serve(
     runner_task.await.context("the runner stopped abnormally")?;
     housekeeping_task.await.context("housekeeping stopped abnormally")?;
     Ok(())
+}
+
+/// Turns other nodes' notifications into local wake-ups and cancels.
+async fn forward_signals(
+    mut signals: tokio::sync::broadcast::Receiver<opsq_store::Signal>,
+    wakeup: wakeup::Wakeup,
+    running: wakeup::RunningJobs,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let signal = tokio::select! {
+            signal = signals.recv() => signal,
+            _ = shutdown.cancelled() => return,
+        };
+        match signal {
+            Ok(opsq_store::Signal::JobsReady) | Err(RecvError::Lagged(_)) => wakeup.notify(),
+            Ok(opsq_store::Signal::Cancel(number)) => {
+                running.cancel(number);
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }

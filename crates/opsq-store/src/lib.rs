@@ -14,6 +14,15 @@ mod types;
 
 pub use error::StoreError;
 pub use store::Store;
+
+/// What nodes sharing a store tell each other (PostgreSQL `NOTIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Jobs became claimable: wake runners and long-polling workers.
+    JobsReady,
+    /// A cancel was requested for this running job: stop it if it runs here.
+    Cancel(i64),
+}
 pub use types::{
     Account, ApiKey, CancelOutcome, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow,
     KindSettings, NewUser, Rescued, Resolution, SubmitOutcome, User, V1Session,

@@ -1,12 +1,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
+use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
 
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::types::*;
-use crate::StoreError;
+use crate::{Signal, StoreError};
 
 /// The one handle the rest of opsq uses, whatever database is behind it. Cheap to
 /// clone; every clone shares the same connections and writer.
@@ -135,7 +135,41 @@ impl Store {
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
-        dispatch!(self, s => s.submit(jobs).await)
+        let outcomes = dispatch!(self, s => s.submit(jobs).await)?;
+        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
+            self.publish(Signal::JobsReady).await;
+        }
+        Ok(outcomes)
+    }
+
+    /// Signals from every node sharing this store; `None` for the embedded store,
+    /// which only one server uses (its wake-ups stay in process).
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Signal>> {
+        match &*self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.subscribe()),
+        }
+    }
+
+    async fn publish(&self, signal: Signal) {
+        if let Backend::Postgres(p) = &*self.backend {
+            p.publish(signal).await;
+        }
+    }
+
+    /// Whether this node should run housekeeping now: always on the embedded store;
+    /// on PostgreSQL, only the node holding the housekeeping lock (one at a time).
+    pub fn is_housekeeper(&self) -> bool {
+        match &*self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Postgres(p) => p.is_housekeeper(),
+        }
+    }
+
+    /// Whether several nodes may share this store (so a starting node must not take
+    /// back leases by owner prefix: they may be another live node's).
+    pub fn is_shared(&self) -> bool {
+        matches!(&*self.backend, Backend::Postgres(_))
     }
 
     pub async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
@@ -180,13 +214,21 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
+        let job = dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)?;
+        if job.status == JobStatus::Resumed && job.run_after <= crate::now_ms() {
+            self.publish(Signal::JobsReady).await;
+        }
+        Ok(job)
     }
 
     /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease
     /// held by a previous run of this node) and makes them `resumed` or `unknown`.
     pub async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
-        dispatch!(self, s => s.rescue(owner_prefix).await)
+        let rescued = dispatch!(self, s => s.rescue(owner_prefix).await)?;
+        if rescued.iter().any(|r| r.status == JobStatus::Resumed) {
+            self.publish(Signal::JobsReady).await;
+        }
+        Ok(rescued)
     }
 
     /// When the next waiting job of these kinds becomes runnable, if any is scheduled.
@@ -196,12 +238,20 @@ impl Store {
 
     /// Cancels a job: at once if it waits, by asking its worker if it runs.
     pub async fn cancel(&self, number: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
-        dispatch!(self, s => s.cancel(number, reason.to_string()).await)
+        let outcome = dispatch!(self, s => s.cancel(number, reason.to_string()).await)?;
+        if let CancelOutcome::Requested(job) = &outcome {
+            self.publish(Signal::Cancel(job.number)).await;
+        }
+        Ok(outcome)
     }
 
     /// Settles an `unknown` outcome; refused for any other status.
     pub async fn resolve(&self, number: i64, resolution: Resolution, note: &str) -> Result<Job, StoreError> {
-        dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)
+        let job = dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)?;
+        if job.status == JobStatus::Resumed {
+            self.publish(Signal::JobsReady).await;
+        }
+        Ok(job)
     }
 
     pub async fn set_kind(&self, settings: KindSettings) -> Result<(), StoreError> {

@@ -2,20 +2,19 @@
 //! works before the first server start and while a server runs.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use opsq_domain::{AccountAlias, JobKind, Location, Roles, StatusId};
-use opsq_store::{Account, ApiKey, KindSettings, NewUser, Resolution, Store, StoreError};
+use opsq_store::{Account, ApiKey, KindSettings, NewUser, Resolution, StoreError};
 use rand::distributions::{Alphanumeric, DistString};
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
-    /// Directory of the embedded store (the same as the server's).
-    #[arg(long, env = "OPSQ_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
+    /// The same store as the server's.
+    #[command(flatten)]
+    store: crate::store_args::StoreArgs,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -126,9 +125,7 @@ enum ApiKeyCommand {
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
-    let store = Store::open_sqlite(&data_dir)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let store = args.store.open().await?;
     match args.command {
         AdminCommand::Account(AccountCommand::Add { alias, location, parent }) => {
             let account = Account {

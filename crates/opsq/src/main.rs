@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod serve;
+mod store_args;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

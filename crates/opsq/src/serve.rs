@@ -1,7 +1,6 @@
 //! `opsq serve`.
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +8,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use opsq_domain::{AccountAlias, Location};
 use opsq_server::{HousekeepingConfig, RunnerConfig, ServeOptions, ServerConfig};
-use opsq_store::Store;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -18,12 +16,8 @@ pub struct ServeArgs {
     /// Address to listen on (use port 0 for any free port).
     #[arg(long, env = "OPSQ_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Directory of the embedded SQLite store [default: the user's data dir, e.g. ~/.local/share/opsq].
-    #[arg(long, env = "OPSQ_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://...) to share one store between nodes.
-    #[arg(long, env = "OPSQ_DATABASE_URL", conflicts_with = "data_dir")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    store: crate::store_args::StoreArgs,
     /// Run built-in simulated handlers for every server.* job kind.
     #[arg(long, env = "OPSQ_SIMULATE")]
     simulate: bool,
@@ -59,17 +53,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(EnvFilter::try_from_env("OPSQ_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    if args.database_url.is_some() {
-        bail!("PostgreSQL is not supported by this build yet; use --data-dir for the embedded store");
-    }
     let alias = AccountAlias::parse(&args.root_alias).context("--root-alias")?;
     let location = Location::parse(&args.root_location).context("--root-location")?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(crate::default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let _lock = lock_data_dir(&data_dir)?;
-    let store = Store::open_sqlite(&data_dir)
-        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    // One server per data directory: a starting server takes back every in-process
+    // lease of the store, which is only right if it is the store's only server.
+    let _lock = match &args.store.database_url {
+        Some(_) => None,
+        None => {
+            let dir = args.store.data_dir();
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            Some(lock_data_dir(&dir)?)
+        }
+    };
+    let store = args.store.open().await?;
 
     if let Some(created) = opsq_server::bootstrap(&store, alias, location).await? {
         println!(

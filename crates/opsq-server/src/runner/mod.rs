@@ -97,12 +97,17 @@ impl Runner {
     /// Runs until `shutdown` fires, then lets in-flight jobs finish within the grace
     /// period and hands the rest back (`resumed`) so nothing accepted is lost.
     pub async fn run(self, shutdown: CancellationToken) {
-        match self.store.rescue(Some(IN_PROCESS_OWNER_PREFIX.to_string())).await {
-            Ok(rescued) if !rescued.is_empty() => {
-                tracing::info!(count = rescued.len(), "took back jobs interrupted by the previous run")
+        // On the embedded store this is the only server, so every in-process lease
+        // is a previous run's. A shared store's other nodes hold live ones: their
+        // jobs come back by lease expiry instead.
+        if !self.store.is_shared() {
+            match self.store.rescue(Some(IN_PROCESS_OWNER_PREFIX.to_string())).await {
+                Ok(rescued) if !rescued.is_empty() => {
+                    tracing::info!(count = rescued.len(), "took back jobs interrupted by the previous run")
+                }
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "could not take back interrupted jobs"),
             }
-            Ok(_) => {}
-            Err(err) => tracing::error!(error = %err, "could not take back interrupted jobs"),
         }
         let kinds = self.registry.kinds();
         let mut wakeups = self.wakeup.subscribe();

@@ -17,6 +17,7 @@ mod housekeeping;
 mod jobs;
 mod rows;
 mod schema;
+mod signals;
 
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct PostgresStore {
     pool: Pool,
     description: String,
+    config: tokio_postgres::Config,
+    /// Started on first use, so short-lived processes (the admin CLI) never listen
+    /// or compete for the housekeeping lock.
+    signals: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::Signal>>,
+    leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl PostgresStore {
@@ -67,7 +73,7 @@ impl PostgresStore {
         let description = describe(&config);
 
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             // A broken connection is noticed by the query that uses it (and reported
             // as `Unavailable`); checking each one on checkout would cost a round trip.
@@ -84,7 +90,37 @@ impl PostgresStore {
         let mut client = pool.get().await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        Ok(Self { pool, description })
+        Ok(Self { pool, description, config, signals: Default::default(), leader: Default::default() })
+    }
+
+    /// Signals from every node sharing the database.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::Signal> {
+        self.signals
+            .get_or_init(|| {
+                let (sender, _) = tokio::sync::broadcast::channel(1024);
+                signals::spawn_listener(self.config.clone(), sender.clone());
+                sender
+            })
+            .subscribe()
+    }
+
+    /// Tells every node (this one included) about a signal. Best effort: consumers
+    /// also poll.
+    pub(crate) async fn publish(&self, signal: crate::Signal) {
+        let (channel, payload) = signals::channel_of(&signal);
+        if let Ok(client) = self.client().await {
+            let _ = client.execute("SELECT pg_notify($1, $2)", &[&channel, &payload]).await;
+        }
+    }
+
+    /// Whether this node holds the housekeeping lock now.
+    pub(crate) fn is_housekeeper(&self) -> bool {
+        let leader = self.leader.get_or_init(|| {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            signals::spawn_leader_election(self.config.clone(), flag.clone());
+            flag
+        });
+        leader.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn describe(&self) -> String {
