@@ -36,7 +36,7 @@ impl ServerProcess {
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("OPSQ_LOG", "warn")
+            .env("OPSQ_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -112,9 +112,14 @@ impl ServerProcess {
 
 /// Runs `opsq ARGS` with `stdin` and returns its output.
 pub fn opsq(args: &[&str], data_dir: &Path, stdin: &str) -> Output {
+    opsq_with(args, &[("OPSQ_DATA_DIR", &data_dir.display().to_string())], stdin)
+}
+
+/// Runs `opsq ARGS` with extra environment variables.
+pub fn opsq_with(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("OPSQ_DATA_DIR", data_dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

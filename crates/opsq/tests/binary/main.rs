@@ -5,4 +5,6 @@ mod admin;
 mod clc_sdk;
 mod crash;
 mod harness;
+mod nodes;
+mod pg;
 mod restart;
