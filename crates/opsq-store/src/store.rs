@@ -17,7 +17,7 @@ pub struct Store {
 
 enum Backend {
     Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
 }
 
 /// Calls the same method on whichever backend is behind the handle.
@@ -52,7 +52,7 @@ impl Store {
     /// database that cannot be reached fails within seconds as
     /// [`StoreError::Unavailable`]. Connections do not use TLS yet.
     pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
-        Ok(Self { backend: Arc::new(Backend::Postgres(PostgresStore::open(url).await?)) })
+        Ok(Self { backend: Arc::new(Backend::Postgres(Box::new(PostgresStore::open(url).await?))) })
     }
 
     /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db` or
