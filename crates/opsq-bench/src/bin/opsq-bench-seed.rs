@@ -1,0 +1,88 @@
+//! Seeds an embedded opsq store with `--jobs N` waiting jobs of an unhandled kind, in
+//! batches, before `opsq serve` opens it (the server locks its data directory).
+//!
+//! Jobs do not need their account row: `opsq serve` bootstraps the root account and
+//! its admin user on first start, whether or not jobs already exist.
+//!
+//! Usage: opsq-bench-seed --data-dir DIR [--jobs 100000] [--batch 1000]
+//!        [--account OPSQ] [--location WA1] [--kind bench.noop]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use opsq_bench::flag;
+use opsq_domain::{AccountAlias, JobKind, Location, NewJob};
+use opsq_store::Store;
+
+/// Batches in flight at once, so the store's writer always has the next one queued.
+const IN_FLIGHT: usize = 4;
+
+fn main() -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => match runtime.block_on(run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("opsq-bench-seed: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("opsq-bench-seed: could not start the runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let data_dir = PathBuf::from(flag(&args, "--data-dir").ok_or("--data-dir is required")?);
+    let number = |name: &str, default: usize| -> Result<usize, String> {
+        flag(&args, name).map_or(Ok(default), |v| v.parse().map_err(|e| format!("{name}: {e}")))
+    };
+    let jobs = number("--jobs", 100_000)?;
+    let batch = number("--batch", 1000)?.max(1);
+    let text = |name: &str, default: &str| flag(&args, name).unwrap_or_else(|| default.to_string());
+    let account = AccountAlias::parse(&text("--account", "OPSQ")).map_err(|e| e.to_string())?;
+    let location = Location::parse(&text("--location", "WA1")).map_err(|e| e.to_string())?;
+    let kind = JobKind::parse(&text("--kind", "bench.noop")).map_err(|e| e.to_string())?;
+
+    let started = Instant::now();
+    let store = Store::open_sqlite(&data_dir).map_err(|e| format!("opening {}: {e}", data_dir.display()))?;
+    let new_job = || NewJob {
+        account: account.clone(),
+        location: location.clone(),
+        kind: kind.clone(),
+        title: "bench".into(),
+        payload: serde_json::Value::Null,
+        max_attempts: 1,
+        safe_to_repeat: true,
+        idempotency_key: None,
+        request_hash: None,
+        submitter: "bench".into(),
+    };
+    let mut pending = tokio::task::JoinSet::new();
+    let mut created = 0usize;
+    let mut queued = 0usize;
+    while queued < jobs || !pending.is_empty() {
+        while queued < jobs && pending.len() < IN_FLIGHT {
+            let size = batch.min(jobs - queued);
+            let store = store.clone();
+            let chunk: Vec<NewJob> = (0..size).map(|_| new_job()).collect();
+            pending.spawn(async move { store.submit(chunk).await });
+            queued += size;
+        }
+        if let Some(done) = pending.join_next().await {
+            let outcomes = done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            created += outcomes.len();
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "seeded {created} jobs ({account}, {location}, kind {kind}) in {:.2} s ({:.0} jobs/s) into {}",
+        elapsed.as_secs_f64(),
+        created as f64 / elapsed.as_secs_f64().max(1e-9),
+        store.describe()
+    );
+    Ok(())
+}
