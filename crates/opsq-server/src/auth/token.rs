@@ -2,6 +2,9 @@
 //! 14 days, signed with a key kept in the store so every node accepts every node's
 //! tokens.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -32,12 +35,18 @@ pub enum TokenError {
     Signing(String),
 }
 
-/// The signing and verification keys derived from the shared secret.
+/// The signing and verification keys derived from the shared secret, and a cache
+/// of tokens already verified (clients send the same token for two weeks, and a
+/// signature check is a measurable part of a status read).
 pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    verified: RwLock<HashMap<String, TokenClaims>>,
 }
+
+/// Most verified tokens remembered; the cache is emptied when it fills up.
+const VERIFIED_CACHE_SIZE: usize = 10_000;
 
 impl TokenKeys {
     pub fn from_secret(secret: &[u8]) -> Self {
@@ -51,6 +60,7 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -82,9 +92,25 @@ impl TokenKeys {
         if token.len() > 8192 {
             return Err(TokenError::Invalid);
         }
-        decode::<TokenClaims>(token, &self.decoding, &self.validation)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if let Some(claims) = self.verified.read().unwrap_or_else(|p| p.into_inner()).get(token) {
+            // Same leeway as the full check; a cached token still expires on time.
+            if claims.exp + (self.validation.leeway as i64) >= now {
+                return Ok(claims.clone());
+            }
+        }
+        let claims = decode::<TokenClaims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(|_| TokenError::Invalid)?;
+        let mut verified = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_CACHE_SIZE {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -114,6 +140,7 @@ mod tests {
         assert!(keys.verify(&foreign).is_err());
         let expired = keys.issue("u", "A1", "WA1", vec![], now() - TOKEN_LIFETIME_SECS - 100).unwrap();
         assert!(keys.verify(&expired).is_err());
+        assert!(keys.verify(&expired).is_err(), "a refused token is not cached");
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let payload = foreign.split('.').nth(1).unwrap();
         let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), payload);

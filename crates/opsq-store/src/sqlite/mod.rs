@@ -122,6 +122,8 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Reads go through the memory map instead of a read() call per page.
+    conn.execute_batch("PRAGMA mmap_size = 268435456;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
