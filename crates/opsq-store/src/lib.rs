@@ -8,6 +8,7 @@
 
 mod error;
 mod postgres;
+mod rules;
 mod sqlite;
 mod store;
 mod types;

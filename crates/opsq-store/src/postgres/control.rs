@@ -9,7 +9,7 @@ use super::jobs::{count, record_event};
 use super::rows::{self, job_columns};
 use super::{execute, query_one, query_opt, PostgresStore};
 use crate::types::{CancelOutcome, KindSettings, Resolution};
-use crate::{now_ms, StoreError};
+use crate::{now_ms, rules, StoreError};
 
 async fn lock_job(c: &impl GenericClient, number: i64) -> Result<Job, StoreError> {
     query_opt(c, concat!("SELECT ", job_columns!(), " FROM jobs WHERE number = $1 FOR UPDATE"), &[&number])
@@ -82,18 +82,7 @@ impl PostgresStore {
                 job.status
             )));
         }
-        let (status, result, error, description) = match &resolution {
-            Resolution::Succeeded(result) => {
-                let text = serde_json::to_string(result)
-                    .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
-                (JobStatus::Succeeded, Some(text), None, "Request completed")
-            }
-            Resolution::Failed(reason) => (JobStatus::Failed, None, Some(reason.clone()), "Request failed"),
-            // A retry keeps the last attempt's error, as a retryable failure does.
-            Resolution::Retry => {
-                (JobStatus::Resumed, None, job.error.clone(), "Resuming after reconciliation")
-            }
-        };
+        let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
         let finished_at = status.is_terminal().then_some(now);
         let percent = if status == JobStatus::Succeeded { 100 } else { i32::from(job.progress.percent) };
         let row = query_one(

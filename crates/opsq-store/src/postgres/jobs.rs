@@ -16,11 +16,7 @@ use super::glob::globs_to_regexes;
 use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
 use super::{execute, query, query_one, query_opt, PostgresStore};
 use crate::types::*;
-use crate::{now_ms, StoreError};
-
-/// The description a job carries while nobody knows whether its effect happened.
-const UNKNOWN_DESCRIPTION: &str =
-    "The worker was lost while running this operation; its outcome is being reconciled";
+use crate::{now_ms, rules, StoreError};
 
 const LOAD_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE number = $1");
 
@@ -389,58 +385,13 @@ impl PostgresStore {
         let max_attempts: i32 = current.try_get(1)?;
         let cancel_requested: bool = current.try_get(2)?;
         let cancel_reason: Option<String> = current.try_get(3)?;
-        // A failure after a cancel request is the cancellation taking effect; a
-        // success stands (the job finished first).
-        let outcome = match (outcome, cancel_requested) {
-            (JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. }, true) => {
-                JobOutcome::Fatal(format!(
-                    "cancelled: {} (the attempt stopped with: {error})",
-                    cancel_reason.as_deref().unwrap_or("no reason given")
-                ))
-            }
-            (outcome, _) => outcome,
-        };
-        let (status, result, error, run_after, description, message) = match outcome {
-            JobOutcome::Succeeded(result) => {
-                let text = serde_json::to_string(&result)
-                    .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
-                (
-                    JobStatus::Succeeded,
-                    Some(text),
-                    None,
-                    now,
-                    "Request completed".to_string(),
-                    "succeeded".to_string(),
-                )
-            }
-            JobOutcome::Fatal(error) => (
-                JobStatus::Failed,
-                None,
-                Some(error.clone()),
-                now,
-                "Request failed".to_string(),
-                format!("failed: {error}"),
-            ),
-            JobOutcome::Retryable { error, run_after } if attempt < max_attempts && !cancel_requested => (
-                JobStatus::Resumed,
-                None,
-                Some(error.clone()),
-                run_after,
-                format!("Retrying after attempt {attempt} failed"),
-                format!("attempt {attempt} failed, will retry: {error}"),
-            ),
-            JobOutcome::Retryable { error, .. } => {
-                let error = format!("{error} (attempt {attempt} of {max_attempts}, no attempts left)");
-                (
-                    JobStatus::Failed,
-                    None,
-                    Some(error.clone()),
-                    now,
-                    "Request failed".to_string(),
-                    format!("failed: {error}"),
-                )
-            }
-        };
+        let rules::Finished { status, result, error, run_after, description, message } = rules::finish(
+            outcome,
+            i64::from(attempt),
+            i64::from(max_attempts),
+            cancel_reason.as_deref().filter(|_| cancel_requested),
+            now,
+        )?;
         let finished_at = status.is_terminal().then_some(now);
         let row = query_one(
             &tx,
@@ -499,22 +450,8 @@ impl PostgresStore {
             let attempt: i32 = row.try_get(2)?;
             let max_attempts: i32 = row.try_get(3)?;
             let cancelled: Option<String> = row.try_get(4)?;
-            let (status, description, error) = if !safe_to_repeat {
-                // Even if cancelled, whether the effect happened is unknown.
-                (JobStatus::Unknown, UNKNOWN_DESCRIPTION.to_string(), None)
-            } else if let Some(reason) = cancelled {
-                // Cancelled while running and its worker was lost: the cancel takes
-                // effect instead of another attempt.
-                let error = format!("cancelled: {reason} (the worker was lost before it stopped)");
-                (JobStatus::Failed, "Request cancelled".to_string(), Some(error))
-            } else if attempt < max_attempts {
-                (JobStatus::Resumed, format!("Resuming after attempt {attempt} was interrupted"), None)
-            } else {
-                let error = format!(
-                    "attempt {attempt} of {max_attempts} was interrupted (worker lost) and no attempts are left"
-                );
-                (JobStatus::Failed, "Request failed".to_string(), Some(error))
-            };
+            let (status, description, error) =
+                rules::rescue(safe_to_repeat, i64::from(attempt), i64::from(max_attempts), cancelled);
             numbers.push(number);
             statuses.push(status.as_str());
             descriptions.push(description);

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::rows::{self, JOB_COLUMNS};
 use super::SqliteStore;
 use crate::types::{CancelOutcome, KindSettings, Resolution};
-use crate::{now_ms, StoreError};
+use crate::{now_ms, rules, StoreError};
 
 fn load(c: &Connection, number: i64) -> Result<Job, StoreError> {
     c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE number = ?1"))?
@@ -80,20 +80,7 @@ impl SqliteStore {
                     job.status
                 )));
             }
-            let (status, result, error, description) = match &resolution {
-                Resolution::Succeeded(result) => {
-                    let text = serde_json::to_string(result)
-                        .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
-                    (JobStatus::Succeeded, Some(text), None, "Request completed")
-                }
-                Resolution::Failed(reason) => {
-                    (JobStatus::Failed, None, Some(reason.clone()), "Request failed")
-                }
-                // A retry keeps the last attempt's error, as a retryable failure does.
-                Resolution::Retry => {
-                    (JobStatus::Resumed, None, job.error.clone(), "Resuming after reconciliation")
-                }
-            };
+            let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
             let finished_at = status.is_terminal().then_some(now);
             let percent = if status == JobStatus::Succeeded { 100 } else { job.progress.percent as i64 };
             c.execute(

@@ -1,0 +1,118 @@
+//! The transitions every backend applies the same way: what an attempt's outcome, a
+//! lost lease or a resolution does to a job. Kept here, free of SQL, so the SQLite
+//! and PostgreSQL stores cannot drift apart.
+
+use opsq_domain::{JobStatus, Millis};
+
+use crate::types::{JobOutcome, Resolution};
+use crate::StoreError;
+
+/// The description a job carries while nobody knows whether its effect happened.
+pub(crate) const UNKNOWN_DESCRIPTION: &str =
+    "The worker was lost while running this operation; its outcome is being reconciled";
+
+/// The new state of a job after an attempt reported its outcome.
+pub(crate) struct Finished {
+    pub status: JobStatus,
+    /// The result, serialised.
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub run_after: Millis,
+    pub description: String,
+    /// The history entry.
+    pub message: String,
+}
+
+/// A failure after a cancel request is the cancellation taking effect; a success
+/// stands (the job finished first). A retryable failure runs again while attempts
+/// remain.
+pub(crate) fn finish(
+    outcome: JobOutcome,
+    attempt: i64,
+    max_attempts: i64,
+    cancel_reason: Option<&str>,
+    now: Millis,
+) -> Result<Finished, StoreError> {
+    let outcome = match (outcome, cancel_reason) {
+        (JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. }, Some(reason)) => {
+            JobOutcome::Fatal(format!("cancelled: {reason} (the attempt stopped with: {error})"))
+        }
+        (outcome, _) => outcome,
+    };
+    let failed = |error: String| Finished {
+        status: JobStatus::Failed,
+        result: None,
+        message: format!("failed: {error}"),
+        error: Some(error),
+        run_after: now,
+        description: "Request failed".into(),
+    };
+    Ok(match outcome {
+        JobOutcome::Succeeded(result) => Finished {
+            status: JobStatus::Succeeded,
+            result: Some(
+                serde_json::to_string(&result)
+                    .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?,
+            ),
+            error: None,
+            run_after: now,
+            description: "Request completed".into(),
+            message: "succeeded".into(),
+        },
+        JobOutcome::Fatal(error) => failed(error),
+        JobOutcome::Retryable { error, run_after } if attempt < max_attempts => Finished {
+            status: JobStatus::Resumed,
+            result: None,
+            message: format!("attempt {attempt} failed, will retry: {error}"),
+            error: Some(error),
+            run_after,
+            description: format!("Retrying after attempt {attempt} failed"),
+        },
+        JobOutcome::Retryable { error, .. } => {
+            failed(format!("{error} (attempt {attempt} of {max_attempts}, no attempts left)"))
+        }
+    })
+}
+
+/// What a job whose attempt lost its lease becomes: `(status, description, error)`.
+pub(crate) fn rescue(
+    safe_to_repeat: bool,
+    attempt: i64,
+    max_attempts: i64,
+    cancel_reason: Option<String>,
+) -> (JobStatus, String, Option<String>) {
+    if !safe_to_repeat {
+        // Even if cancelled, whether the effect happened is unknown.
+        (JobStatus::Unknown, UNKNOWN_DESCRIPTION.to_string(), None)
+    } else if let Some(reason) = cancel_reason {
+        // Cancelled while running and its worker was lost: the cancel takes effect
+        // instead of another attempt.
+        let error = format!("cancelled: {reason} (the worker was lost before it stopped)");
+        (JobStatus::Failed, "Request cancelled".to_string(), Some(error))
+    } else if attempt < max_attempts {
+        (JobStatus::Resumed, format!("Resuming after attempt {attempt} was interrupted"), None)
+    } else {
+        let error = format!(
+            "attempt {attempt} of {max_attempts} was interrupted (worker lost) and no attempts are left"
+        );
+        (JobStatus::Failed, "Request failed".to_string(), Some(error))
+    }
+}
+
+/// The new state of an `unknown` job after its resolution:
+/// `(status, serialised result, error, description)`.
+pub(crate) type Resolved = (JobStatus, Option<String>, Option<String>, &'static str);
+
+/// A resolution of an `unknown` job. A retry keeps the last attempt's error, as a
+/// retryable failure does.
+pub(crate) fn resolve(resolution: &Resolution, current_error: Option<String>) -> Result<Resolved, StoreError> {
+    Ok(match resolution {
+        Resolution::Succeeded(result) => {
+            let text = serde_json::to_string(result)
+                .map_err(|e| StoreError::Invalid(format!("result cannot be stored: {e}")))?;
+            (JobStatus::Succeeded, Some(text), None, "Request completed")
+        }
+        Resolution::Failed(reason) => (JobStatus::Failed, None, Some(reason.clone()), "Request failed"),
+        Resolution::Retry => (JobStatus::Resumed, None, current_error, "Resuming after reconciliation"),
+    })
+}
