@@ -30,11 +30,12 @@ pub(crate) fn channel_of(signal: &Signal) -> (&'static str, String) {
     }
 }
 
-/// Listens on a dedicated connection and forwards notifications until every
-/// receiver is gone.
+/// Listens on a dedicated connection and forwards notifications for the life of the
+/// process. (It must not stop when nobody is subscribed: it is spawned just before
+/// the first subscription exists.)
 pub(crate) fn spawn_listener(config: tokio_postgres::Config, sender: broadcast::Sender<Signal>) {
     tokio::spawn(async move {
-        while sender.receiver_count() > 0 {
+        loop {
             match config.connect(NoTls).await {
                 Ok((client, mut connection)) => {
                     let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -66,9 +67,8 @@ pub(crate) fn spawn_listener(config: tokio_postgres::Config, sender: broadcast::
                                 },
                                 _ => Signal::JobsReady,
                             };
-                            if sender.send(signal).is_err() {
-                                return;
-                            }
+                            // No subscriber right now is fine: nobody to wake.
+                            let _ = sender.send(signal);
                         }
                     }
                     drop(client);
