@@ -29,7 +29,7 @@ as_postgres() {
   if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+if [[ -z "${OPSQ_TEST_PG_THROWAWAY:-}" ]] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   export OPSQ_TEST_PG_URL=${OPSQ_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
   echo "== PostgreSQL: using the server on 127.0.0.1:5432"
 else
