@@ -53,6 +53,9 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$WORK"
+  if [[ -n "${PG_DB:-}" ]]; then
+    psql "$BENCH_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   exit "$status"
 }
 trap cleanup EXIT
@@ -142,13 +145,20 @@ stats() {
 DATA="$WORK/data"
 log "seeding $JOBS jobs into $DATA (before the server starts: it locks its data dir)"
 seed_start=$(date +%s.%N)
-"$BIN/opsq-bench-seed" --data-dir "$DATA" --jobs "$JOBS" --batch 1000 \
+STORE_ARGS=(--data-dir "$DATA")
+if [[ -n "${BENCH_DATABASE_URL:-}" ]]; then
+  # PostgreSQL: a fresh database on the given server (an admin URL), dropped on exit.
+  PG_DB="opsq_status_bench_$$"
+  psql "$BENCH_DATABASE_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null || die "cannot create $PG_DB"
+  STORE_ARGS=(--database-url "${BENCH_DATABASE_URL%/*}/$PG_DB")
+fi
+"$BIN/opsq-bench-seed" "${STORE_ARGS[@]}" --jobs "$JOBS" --batch 1000 \
   --account "$ALIAS" --location "$LOCATION" --kind bench.noop | tee "$OUT/seed.txt" >&2
 seed_end=$(date +%s.%N)
 SEED_SECS=$(awk -v a="$seed_start" -v b="$seed_end" 'BEGIN { printf "%.2f", b - a }')
 log "seeding took ${SEED_SECS} s (wall clock, including opening the store)"
 
-start_server opsq "$BIN/opsq" serve --listen 127.0.0.1:0 --data-dir "$DATA" \
+start_server opsq "$BIN/opsq" serve --listen 127.0.0.1:0 "${STORE_ARGS[@]}" \
   --root-alias "$ALIAS" --root-location "$LOCATION"
 OPSQ_PORT="$PORT"
 PASSWORD="$(sed -nE 's/^opsq: admin password \(shown once\): (.+)$/\1/p' "$OUT/opsq.stdout" | head -n1)"

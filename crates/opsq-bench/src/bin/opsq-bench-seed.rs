@@ -4,7 +4,9 @@
 //! Jobs do not need their account row: `opsq serve` bootstraps the root account and
 //! its admin user on first start, whether or not jobs already exist.
 //!
-//! Usage: opsq-bench-seed --data-dir DIR [--jobs 100000] [--batch 1000]
+//! With `--database-url URL` it seeds a PostgreSQL store instead.
+//!
+//! Usage: opsq-bench-seed (--data-dir DIR | --database-url URL) [--jobs 100000] [--batch 1000]
 //!        [--account OPSQ] [--location WA1] [--kind bench.noop]
 
 use std::path::PathBuf;
@@ -36,7 +38,8 @@ fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
-    let data_dir = PathBuf::from(flag(&args, "--data-dir").ok_or("--data-dir is required")?);
+    let database_url = flag(&args, "--database-url");
+    let data_dir = flag(&args, "--data-dir").map(PathBuf::from);
     let number = |name: &str, default: usize| -> Result<usize, String> {
         flag(&args, name).map_or(Ok(default), |v| v.parse().map_err(|e| format!("{name}: {e}")))
     };
@@ -48,7 +51,11 @@ async fn run() -> Result<(), String> {
     let kind = JobKind::parse(&text("--kind", "bench.noop")).map_err(|e| e.to_string())?;
 
     let started = Instant::now();
-    let store = Store::open_sqlite(&data_dir).map_err(|e| format!("opening {}: {e}", data_dir.display()))?;
+    let store = match (&database_url, &data_dir) {
+        (Some(url), _) => Store::open_postgres(url).await.map_err(|e| format!("opening {url}: {e}"))?,
+        (None, Some(dir)) => Store::open_sqlite(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?,
+        (None, None) => return Err("--data-dir or --database-url is required".into()),
+    };
     let new_job = || NewJob {
         account: account.clone(),
         location: location.clone(),
