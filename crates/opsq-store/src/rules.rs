@@ -105,7 +105,10 @@ pub(crate) type Resolved = (JobStatus, Option<String>, Option<String>, &'static 
 
 /// A resolution of an `unknown` job. A retry keeps the last attempt's error, as a
 /// retryable failure does.
-pub(crate) fn resolve(resolution: &Resolution, current_error: Option<String>) -> Result<Resolved, StoreError> {
+pub(crate) fn resolve(
+    resolution: &Resolution,
+    current_error: Option<String>,
+) -> Result<Resolved, StoreError> {
     Ok(match resolution {
         Resolution::Succeeded(result) => {
             let text = serde_json::to_string(result)

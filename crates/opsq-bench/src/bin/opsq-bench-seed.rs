@@ -53,7 +53,9 @@ async fn run() -> Result<(), String> {
     let started = Instant::now();
     let store = match (&database_url, &data_dir) {
         (Some(url), _) => Store::open_postgres(url).await.map_err(|e| format!("opening {url}: {e}"))?,
-        (None, Some(dir)) => Store::open_sqlite(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?,
+        (None, Some(dir)) => {
+            Store::open_sqlite(dir).map_err(|e| format!("opening {}: {e}", dir.display()))?
+        }
         (None, None) => return Err("--data-dir or --database-url is required".into()),
     };
     let new_job = || NewJob {
