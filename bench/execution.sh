@@ -32,8 +32,9 @@ fi
 OPSQ=target/release/opsq
 EXEC=target/release/opsq-bench-exec
 
-# start_node NAME STORE_ARGS... : starts a node, echoes its URL; the first start of a
-# store leaves the admin password in $tmp/password.
+# start_node NAME STORE_ARGS... : starts a node and sets NODE_URL (not in a
+# subshell, so its pid is tracked for cleanup); the first start of a store leaves the
+# admin password in $tmp/password.
 start_node() {
   local name=$1; shift
   "$OPSQ" serve --listen 127.0.0.1:0 "$@" >"$out/$name.out" 2>"$out/$name.err" &
@@ -43,7 +44,7 @@ start_node() {
     sleep 0.1
   done
   grep -o "admin password (shown once): .*" "$out/$name.out" | awk '{print $NF}' >>"$tmp/password" || true
-  grep -o "http://[0-9.:]*" "$out/$name.out" | head -1
+  NODE_URL=$(grep -o "http://[0-9.:]*" "$out/$name.out" | head -1)
 }
 
 login() {
@@ -72,9 +73,11 @@ run_suite() {
 
 # Embedded store.
 rm -f "$tmp/password"
-url=$(start_node sqlite --data-dir "$tmp/sqlite")
+start_node sqlite --data-dir "$tmp/sqlite"
+url=$NODE_URL
 run_suite sqlite "$url" "$(login "$url")" --data-dir "$tmp/sqlite"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
 
 if [[ -n "$PG_ADMIN" ]]; then
   for nodes in 1 3; do
@@ -83,8 +86,9 @@ if [[ -n "$PG_ADMIN" ]]; then
     psql "$PG_ADMIN" -qc "CREATE DATABASE $db" >/dev/null
     db_url="${PG_ADMIN%/*}/$db"
     rm -f "$tmp/password"
-    first=$(start_node "pg$nodes-1" --database-url "$db_url")
-    for n in $(seq 2 "$nodes"); do start_node "pg$nodes-$n" --database-url "$db_url" >/dev/null; done
+    start_node "pg$nodes-1" --database-url "$db_url"
+    first=$NODE_URL
+    for n in $(seq 2 "$nodes"); do start_node "pg$nodes-$n" --database-url "$db_url"; done
     run_suite "postgres-${nodes}node" "$first" "$(login "$first")" --database-url "$db_url"
     for _ in $(seq 1 "$nodes"); do kill "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; done
   done
