@@ -7,6 +7,15 @@ use serde_json::{json, Value};
 use crate::harness::{opsq_with, temp_dir, text, ServerProcess, BIN};
 use crate::pg::PgCluster;
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 async fn post(server: &ServerProcess, token: &str, path: &str, body: &Value) -> (u16, Value) {
     let response =
         reqwest::Client::new().post(server.url(path)).bearer_auth(token).json(body).send().await.unwrap();
@@ -60,7 +69,7 @@ async fn three_nodes_share_one_database_and_a_kill_9_loses_nothing() {
     let script = guard.path().join("job.sh");
     std::fs::write(&script, "#!/bin/sh\ncat > /dev/null\nsleep 0.05\necho '{\"ok\": true}'\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut worker = std::process::Command::new(BIN)
+    let worker = std::process::Command::new(BIN)
         .args([
             "worker",
             "--kind",
@@ -81,6 +90,8 @@ async fn three_nodes_share_one_database_and_a_kill_9_loses_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed on every exit path, a failing assertion included.
+    let worker = KillOnDrop(worker);
 
     // Submit through every node in turn; each write is visible on the next node at once.
     let mut ids = Vec::new();
@@ -114,8 +125,7 @@ async fn three_nodes_share_one_database_and_a_kill_9_loses_nothing() {
             history.iter().filter(|e| e["status"] == "succeeded" || e["status"] == "failed").count();
         assert_eq!(outcomes, 1, "one recorded outcome: {job}");
     }
-    let _ = worker.kill();
-    let _ = worker.wait();
+    drop(worker);
 
     // An admin command and a v1 session work across nodes too.
     let out = opsq_with(
