@@ -6,6 +6,7 @@
 //! SQLite, concurrent writes are grouped into few transactions (group commit), so
 //! durability does not cost one fsync per job; PostgreSQL groups commits itself.
 
+pub mod backoff;
 mod error;
 mod postgres;
 mod rules;

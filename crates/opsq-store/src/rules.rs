@@ -65,7 +65,10 @@ pub(crate) fn finish(
             result: None,
             message: format!("attempt {attempt} failed, will retry: {error}"),
             error: Some(error),
-            run_after,
+            run_after: run_after.unwrap_or_else(|| {
+                let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+                now + crate::backoff::retry_delay(attempt).as_millis() as i64
+            }),
             description: format!("Retrying after attempt {attempt} failed"),
         },
         JobOutcome::Retryable { error, .. } => {

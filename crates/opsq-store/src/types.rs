@@ -92,11 +92,12 @@ pub enum JobOutcome {
     Succeeded(serde_json::Value),
     /// Failed for good: the job ends `failed`.
     Fatal(String),
-    /// Failed, may succeed later: the job is `resumed` and runs again at `run_after`
-    /// unless attempts are exhausted.
+    /// Failed, may succeed later: the job is `resumed` and runs again unless attempts
+    /// are exhausted, at `run_after` if given, else after the standard backoff for
+    /// its attempt number ([`crate::backoff::retry_delay`]).
     Retryable {
         error: String,
-        run_after: Millis,
+        run_after: Option<Millis>,
     },
 }
 

@@ -19,7 +19,6 @@ use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
 use crate::render::{iso_date, job_json};
-use crate::runner::backoff;
 use crate::state::AppState;
 
 const MAX_WAIT_SECS: u64 = 30;
@@ -215,12 +214,9 @@ pub async fn fail(
     let (number, account) = worker_job(&state, &caller, &status_id).await?;
     let error: String = request.error.chars().take(4000).collect();
     let outcome = if request.retryable.unwrap_or(true) {
-        let current = state.store.job(number).await?.map(|j| j.attempt).unwrap_or(1);
-        let delay = match request.retry_after_seconds {
-            Some(secs) => Duration::from_secs(secs.min(24 * 3600)),
-            None => backoff::delay(current, Duration::from_secs(1), Duration::from_secs(300)),
-        };
-        JobOutcome::Retryable { error, run_after: opsq_store::now_ms() + delay.as_millis() as i64 }
+        let run_after =
+            request.retry_after_seconds.map(|secs| opsq_store::now_ms() + secs.min(24 * 3600) as i64 * 1000);
+        JobOutcome::Retryable { error, run_after }
     } else {
         JobOutcome::Fatal(error)
     };

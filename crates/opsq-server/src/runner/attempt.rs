@@ -6,7 +6,7 @@ use std::time::Duration;
 use opsq_store::{Claim, JobOutcome, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use super::{backoff, HandlerError, JobContext, JobHandler};
+use super::{HandlerError, JobContext, JobHandler};
 
 /// Runs one attempt: renews the lease in the background, runs the handler, records
 /// the outcome. A lost lease cancels the handler and its outcome is never recorded.
@@ -48,21 +48,17 @@ pub async fn run(
     let outcome = match run.await {
         Ok(Ok(result)) => JobOutcome::Succeeded(result),
         Ok(Err(HandlerError::Fatal(message))) => JobOutcome::Fatal(message),
-        Ok(Err(HandlerError::Retryable(message))) => JobOutcome::Retryable {
-            error: message,
-            run_after: opsq_store::now_ms()
-                + backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(300)).as_millis()
-                    as i64,
-        },
+        Ok(Err(HandlerError::Retryable(message))) => {
+            JobOutcome::Retryable { error: message, run_after: None }
+        }
         Ok(Err(HandlerError::LeaseLost)) => {
             heartbeat.abort();
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome is discarded");
             return;
         }
-        Err(join_error) => JobOutcome::Retryable {
-            error: format!("the handler crashed: {join_error}"),
-            run_after: opsq_store::now_ms() + 1000,
-        },
+        Err(join_error) => {
+            JobOutcome::Retryable { error: format!("the handler crashed: {join_error}"), run_after: None }
+        }
     };
     heartbeat.abort();
     match store.finish(number, &token, outcome).await {

@@ -2,7 +2,6 @@
 //! under a lease it renews, and records their outcome, fenced by the lease token.
 
 mod attempt;
-pub(crate) mod backoff;
 pub mod canary;
 mod handler;
 pub mod simulator;
@@ -148,7 +147,7 @@ impl Runner {
                 continue;
             }
             let pause = if failures > 0 {
-                backoff::delay(failures, Duration::from_millis(200), Duration::from_secs(5))
+                opsq_store::backoff::delay(failures, Duration::from_millis(200), Duration::from_secs(5))
             } else {
                 self.config.poll_interval
             };

@@ -51,7 +51,7 @@ pub async fn cancel_fails_a_waiting_job_at_once(store: Store) {
     // A resumed job waiting for its retry an hour from now.
     let later = submit(&store, with_attempts(new_job("ACME", "t.later"), 3, true)).await;
     let c = claim_job(&store, &later, "w-1", LONG_LEASE_MS).await;
-    let retry = JobOutcome::Retryable { error: "busy".into(), run_after: now_ms() + 3_600_000 };
+    let retry = JobOutcome::Retryable { error: "busy".into(), run_after: Some(now_ms() + 3_600_000) };
     assert_eq!(store.finish(later.number, &c.lease_token, retry).await.unwrap().status, JobStatus::Resumed);
 
     for (waiting, reason) in [(&fresh, "changed my mind"), (&later, "no longer needed")] {
@@ -129,7 +129,7 @@ pub async fn retryable_failure_after_cancel_request_ends_the_job(store: Store) {
     let c = claim_job(&store, &j, "w-1", LONG_LEASE_MS).await;
     requested(store.cancel(j.number, "operator said so").await.unwrap());
 
-    let retry = JobOutcome::Retryable { error: "stopped early".into(), run_after: now_ms() - 1 };
+    let retry = JobOutcome::Retryable { error: "stopped early".into(), run_after: Some(now_ms() - 1) };
     let done = store.finish(j.number, &c.lease_token, retry).await.unwrap();
     assert_eq!(done.status, JobStatus::Failed, "a cancelled job is not retried");
     assert_cancelled_error(&done);
@@ -195,7 +195,7 @@ pub async fn resolve_succeeded_completes_an_unknown_job(store: Store) {
     let new = with_attempts(new_job("ACME", "t.unsafe"), 3, false);
     let j = submit(&store, new).await;
     let c = claim_job(&store, &j, "w-1", LONG_LEASE_MS).await;
-    let retry = JobOutcome::Retryable { error: "first try failed".into(), run_after: now_ms() - 1 };
+    let retry = JobOutcome::Retryable { error: "first try failed".into(), run_after: Some(now_ms() - 1) };
     store.finish(j.number, &c.lease_token, retry).await.unwrap();
     // ...then its second attempt recorded progress and was lost.
     let c = claim_job(&store, &j, "gone:x", LONG_LEASE_MS).await;
@@ -294,7 +294,7 @@ pub async fn resolve_is_refused_unless_the_job_is_unknown(store: Store) {
     claim_job(&store, &running, "w-1", LONG_LEASE_MS).await;
     let resumed = submit(&store, with_attempts(new_job("ACME", "t.resumed"), 3, true)).await;
     let c = claim_job(&store, &resumed, "w-1", LONG_LEASE_MS).await;
-    let retry = JobOutcome::Retryable { error: "later".into(), run_after: now_ms() + 3_600_000 };
+    let retry = JobOutcome::Retryable { error: "later".into(), run_after: Some(now_ms() + 3_600_000) };
     store.finish(resumed.number, &c.lease_token, retry).await.unwrap();
     let succeeded = submit(&store, new_job("ACME", "t.succeeded")).await;
     let c = claim_job(&store, &succeeded, "w-1", LONG_LEASE_MS).await;

@@ -40,7 +40,7 @@ async fn live_jobs(store: &Store) -> Vec<i64> {
     claim_job(store, &running, "w-live", LONG_LEASE_MS).await;
     let resumed = submit(store, with_attempts(new_job("ACME", "live.resumed"), 3, true)).await;
     let c = claim_job(store, &resumed, "w-live", LONG_LEASE_MS).await;
-    let retry = JobOutcome::Retryable { error: "later".into(), run_after: now_ms() + 3_600_000 };
+    let retry = JobOutcome::Retryable { error: "later".into(), run_after: Some(now_ms() + 3_600_000) };
     store.finish(resumed.number, &c.lease_token, retry).await.unwrap();
     let unknown = unknown_job(store, with_attempts(new_job("ACME", "live.unknown"), 3, false)).await;
     let numbers = vec![waiting.number, running.number, resumed.number, unknown.number];

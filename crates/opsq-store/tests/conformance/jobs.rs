@@ -300,7 +300,7 @@ pub async fn next_run_after_reports_the_earliest_waiting_job(store: Store) {
 
     // A retry scheduled for later is.
     let later = now_ms() + 3_600_000;
-    let retry = JobOutcome::Retryable { error: "busy".to_string(), run_after: later };
+    let retry = JobOutcome::Retryable { error: "busy".to_string(), run_after: Some(later) };
     store.finish(first.number, &claimed.lease_token, retry).await.unwrap();
     assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), Some(later));
 

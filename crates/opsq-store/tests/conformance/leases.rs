@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::support::*;
 
 fn retry_now(error: &str) -> JobOutcome {
-    JobOutcome::Retryable { error: error.to_string(), run_after: now_ms() - 1 }
+    JobOutcome::Retryable { error: error.to_string(), run_after: Some(now_ms() - 1) }
 }
 
 fn progress(percent: u8, step_number: u32, description: &str) -> Progress {
@@ -176,7 +176,8 @@ pub async fn claim_skips_jobs_scheduled_for_later(store: Store) {
     let later = submit(&store, new_job("ACME", "t.sched")).await;
     let c = claim_job(&store, &later, "w-1", LONG_LEASE_MS).await;
     let run_after = now_ms() + 3_600_000;
-    let retry = JobOutcome::Retryable { error: "try again in an hour".to_string(), run_after };
+    let retry =
+        JobOutcome::Retryable { error: "try again in an hour".to_string(), run_after: Some(run_after) };
     let resumed = store.finish(later.number, &c.lease_token, retry).await.unwrap();
     assert_eq!((resumed.status, resumed.run_after), (JobStatus::Resumed, run_after));
 
@@ -312,7 +313,10 @@ pub async fn finish_retryable_resumes_and_runs_again(store: Store) {
     let first = claim_job(&store, &j, "w-1", LONG_LEASE_MS).await;
 
     let run_after = now_ms() + 300;
-    let retry = JobOutcome::Retryable { error: "timeout talking to the hypervisor".to_string(), run_after };
+    let retry = JobOutcome::Retryable {
+        error: "timeout talking to the hypervisor".to_string(),
+        run_after: Some(run_after),
+    };
     let resumed = store.finish(j.number, &first.lease_token, retry).await.unwrap();
     assert_eq!(resumed.status, JobStatus::Resumed);
     assert!(resumed.error.as_deref().unwrap_or_default().contains("timeout"), "{:?}", resumed.error);
@@ -631,4 +635,26 @@ pub async fn history_records_each_transition(store: Store) {
     let cf = claim_job(&store, &f, "node-f-1", LONG_LEASE_MS).await;
     store.finish(f.number, &cf.lease_token, JobOutcome::Fatal("no".into())).await.unwrap();
     assert_eq!(history(f.number).await, vec![(NotStarted, 0), (Executing, 1), (Failed, 1)]);
+}
+
+pub async fn retryable_without_a_time_backs_off_by_attempt(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let j = submit(&store, with_attempts(new_job("ACME", "t.backoff"), 5, true)).await;
+    let mut lease = claim_job(&store, &j, "w-1", LONG_LEASE_MS).await;
+    // The standard backoff: 50-100 % of 1 s after attempt 1, of 2 s after attempt 2.
+    for (attempt, full_ms) in [(1, 1000), (2, 2000)] {
+        let before = now_ms();
+        let retry = JobOutcome::Retryable { error: format!("attempt {attempt}"), run_after: None };
+        let resumed = store.finish(j.number, &lease.lease_token, retry).await.unwrap();
+        let after = now_ms();
+        assert_eq!((resumed.status, resumed.attempt), (JobStatus::Resumed, attempt));
+        assert_between("run_after", resumed.run_after, before + full_ms / 2, after + full_ms);
+        if attempt == 1 {
+            lease = eventually("the retry to become claimable", || {
+                let store = store.clone();
+                async move { claim(&store, &["t.backoff"], "w-1", 1).await.into_iter().next() }
+            })
+            .await;
+        }
+    }
 }

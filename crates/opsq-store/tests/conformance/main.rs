@@ -212,6 +212,7 @@ macro_rules! all_conformance_tests {
             leases::claim_skips_jobs_scheduled_for_later,
             leases::heartbeat_renews_the_lease_and_records_progress,
             leases::heartbeat_is_fenced,
+            leases::retryable_without_a_time_backs_off_by_attempt,
             leases::finish_succeeded_stores_the_result,
             leases::finish_fatal_fails_the_job,
             leases::finish_retryable_resumes_and_runs_again,

@@ -11,6 +11,13 @@ pub fn delay(attempt: u32, base: Duration, max: Duration) -> Duration {
     full.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
+/// The wait before a failed job's next attempt: 1 s after the first attempt,
+/// doubling up to 5 minutes, with jitter. Every backend and every worker path uses
+/// this one rule (a worker may ask for a specific delay instead).
+pub fn retry_delay(attempt: u32) -> Duration {
+    delay(attempt, Duration::from_secs(1), Duration::from_secs(300))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
