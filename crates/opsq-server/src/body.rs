@@ -59,6 +59,13 @@ fn is_length_limit(err: &axum::Error) -> bool {
 }
 
 impl RawBody {
+    /// Parses a JSON body into `T`; an empty body counts as `{}`, so the answer names
+    /// the missing field rather than complaining about the end of input.
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ApiError> {
+        let bytes: &[u8] = if self.bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &self.bytes };
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest(format!("invalid {what}: {e}")))
+    }
+
     pub fn is_form(&self) -> bool {
         self.content_type.starts_with("application/x-www-form-urlencoded")
     }

@@ -22,6 +22,11 @@ pub fn status_link(alias: &AccountAlias, job: &Job) -> Value {
     })
 }
 
+/// Where the whole job is read (`self` link, `Location` of a submission).
+pub fn job_href(alias: &AccountAlias, job: &Job) -> String {
+    format!("/v2/operations/{}/jobs/{}", alias.to_lowercase(), job.status_id())
+}
+
 pub fn job_json(alias: &AccountAlias, job: &Job, history: Option<&[JobEvent]>) -> Value {
     let id = job.status_id().to_string();
     let mut value = json!({
@@ -52,7 +57,7 @@ pub fn job_json(alias: &AccountAlias, job: &Job, history: Option<&[JobEvent]>) -
         "submitter": job.submitter,
         "cancelRequested": job.cancel_requested,
         "links": [
-            {"rel": "self", "href": format!("/v2/operations/{}/jobs/{id}", alias.to_lowercase())},
+            {"rel": "self", "href": job_href(alias, job)},
             status_link(alias, job),
         ],
     });

@@ -41,11 +41,8 @@ impl AppState {
         max_attempts: Option<u32>,
         safe_to_repeat: Option<bool>,
     ) -> ApiResult<(u32, bool)> {
-        let settings = self.store.kind(kind.as_str()).await?.unwrap_or_default();
-        Ok((
-            max_attempts.or(settings.max_attempts).unwrap_or(DEFAULT_MAX_ATTEMPTS),
-            safe_to_repeat.or(settings.safe_to_repeat).unwrap_or(true),
-        ))
+        let settings = self.store.kind(kind.as_str()).await?;
+        Ok(apply_kind_defaults(settings.as_ref(), max_attempts, safe_to_repeat))
     }
 
     /// Resolves the `{alias}` of a URL for this caller: 403 unless it is the caller's
@@ -66,6 +63,19 @@ impl AppState {
             Err(denied())
         }
     }
+}
+
+/// A job's attempt limit and repeat-safety: its own values, else its kind's, else
+/// the defaults.
+pub fn apply_kind_defaults(
+    settings: Option<&opsq_store::KindSettings>,
+    max_attempts: Option<u32>,
+    safe_to_repeat: Option<bool>,
+) -> (u32, bool) {
+    (
+        max_attempts.or(settings.and_then(|s| s.max_attempts)).unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        safe_to_repeat.or(settings.and_then(|s| s.safe_to_repeat)).unwrap_or(true),
+    )
 }
 
 /// Server-wide settings handlers read.

@@ -1,12 +1,14 @@
 //! opsq's own jobs API: submit any kind with an idempotency key, read a whole job
 //! with its history, list jobs newest first with a cursor.
 
+use std::collections::{HashMap, HashSet};
+
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use opsq_domain::{JobKind, JobStatus, NewJob};
-use opsq_store::{CancelOutcome, JobFilter, SubmitOutcome};
+use opsq_store::{CancelOutcome, JobFilter, KindSettings, SubmitOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -16,8 +18,8 @@ use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
-use crate::render::job_json;
-use crate::state::AppState;
+use crate::render::{job_href, job_json};
+use crate::state::{apply_kind_defaults, AppState};
 
 const MAX_TITLE_CHARS: usize = 500;
 
@@ -40,9 +42,10 @@ pub async fn submit_job(
     body: RawBody,
 ) -> ApiResult<Response> {
     let (alias, location) = submission_target(&state, &caller, &alias, &body).await?;
-    let request: SubmitBody = serde_json::from_slice(&body.bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid job submission: {e}")))?;
-    let job = new_job(&state, &caller, &alias, &location, request, idempotency_key(&headers)?).await?;
+    let request: SubmitBody = body.json("job submission")?;
+    let key = idempotency_key(&headers)?;
+    let kinds = kind_settings(&state, [request.kind.as_str()]).await?;
+    let job = new_job(&caller, &alias, &location, request, key, &kinds)?;
     let outcome = state
         .store
         .submit(vec![job])
@@ -57,9 +60,8 @@ pub async fn submit_job(
         SubmitOutcome::Existing(job) => (StatusCode::OK, job),
         SubmitOutcome::KeyConflict(job) => return Err(key_conflict(&job)),
     };
-    let body = job_json(&alias, &job, None);
-    let location = body["links"][0]["href"].as_str().unwrap_or_default().to_string();
-    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+    let location = job_href(&alias, &job);
+    Ok((status, [(header::LOCATION, location)], Json(job_json(&alias, &job, None))).into_response())
 }
 
 /// Most jobs one batch submission takes.
@@ -88,18 +90,17 @@ pub async fn submit_batch(
     body: RawBody,
 ) -> ApiResult<Response> {
     let (alias, location) = submission_target(&state, &caller, &alias, &body).await?;
-    let request: BatchBody = serde_json::from_slice(&body.bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid batch submission: {e}")))?;
+    let request: BatchBody = body.json("batch submission")?;
     if request.jobs.is_empty() || request.jobs.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!("jobs must hold 1 to {MAX_BATCH} jobs")));
     }
+    // Each distinct kind's settings are read once, not once per job.
+    let kinds = kind_settings(&state, request.jobs.iter().map(|item| item.job.kind.as_str())).await?;
     let mut jobs = Vec::with_capacity(request.jobs.len());
     for (index, item) in request.jobs.into_iter().enumerate() {
-        let key = item.idempotency_key.map(|k| valid_key(&k)).transpose()?;
-        let job = new_job(&state, &caller, &alias, &location, item.job, key)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("jobs[{index}]: {e}")))?;
-        jobs.push(job);
+        let in_item = |e: ApiError| ApiError::BadRequest(format!("jobs[{index}]: {e}"));
+        let key = item.idempotency_key.map(|k| valid_key(&k)).transpose().map_err(in_item)?;
+        jobs.push(new_job(&caller, &alias, &location, item.job, key, &kinds).map_err(in_item)?);
     }
     let outcomes = state.store.submit(jobs).await?;
     let mut created = false;
@@ -153,14 +154,28 @@ async fn submission_target(
     Ok((alias, account.location))
 }
 
-/// Validates one submission and applies the kind's defaults.
-async fn new_job(
+/// The stored settings of the given kinds (those that have some), each read once.
+async fn kind_settings<'a>(
     state: &AppState,
+    kinds: impl IntoIterator<Item = &'a str>,
+) -> ApiResult<HashMap<String, KindSettings>> {
+    let mut settings = HashMap::new();
+    for kind in kinds.into_iter().collect::<HashSet<_>>() {
+        if let Some(found) = state.store.kind(kind).await? {
+            settings.insert(kind.to_string(), found);
+        }
+    }
+    Ok(settings)
+}
+
+/// Validates one submission and applies its kind's defaults.
+fn new_job(
     caller: &Caller,
     alias: &opsq_domain::AccountAlias,
     location: &opsq_domain::Location,
     request: SubmitBody,
     idempotency_key: Option<String>,
+    kinds: &HashMap<String, KindSettings>,
 ) -> ApiResult<NewJob> {
     let kind = JobKind::parse(&request.kind).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let title = request.title.clone().unwrap_or_else(|| kind.to_string());
@@ -168,12 +183,15 @@ async fn new_job(
         return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_CHARS} characters")));
     }
     let (max_attempts, safe_to_repeat) =
-        state.kind_defaults(&kind, request.max_attempts, request.safe_to_repeat).await?;
+        apply_kind_defaults(kinds.get(kind.as_str()), request.max_attempts, request.safe_to_repeat);
     if !(1..=100).contains(&max_attempts) {
         return Err(ApiError::BadRequest("maxAttempts must be from 1 to 100".into()));
     }
+    // The request as sent: a replay stays a replay after an operator changes the
+    // kind's defaults.
     let request_hash = idempotency_key.as_ref().map(|_| {
-        let canonical = json!([kind.as_str(), title, request.payload, max_attempts, request.safe_to_repeat]);
+        let canonical =
+            json!([kind.as_str(), title, request.payload, request.max_attempts, request.safe_to_repeat]);
         format!("{:x}", Sha256::digest(canonical.to_string().as_bytes()))
     });
     Ok(NewJob {
@@ -270,7 +288,7 @@ pub async fn list_jobs(
     })))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CancelBody {
     reason: Option<String>,
@@ -291,12 +309,7 @@ pub async fn cancel_job(
             caller.username
         )));
     }
-    let request: CancelBody = if body.bytes.iter().all(u8::is_ascii_whitespace) {
-        CancelBody::default()
-    } else {
-        serde_json::from_slice(&body.bytes)
-            .map_err(|e| ApiError::BadRequest(format!("invalid cancel request: {e}")))?
-    };
+    let request: CancelBody = body.json("cancel request")?;
     let reason: String = request
         .reason
         .unwrap_or_else(|| format!("cancelled by {}", caller.username))

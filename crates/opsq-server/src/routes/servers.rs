@@ -49,14 +49,14 @@ pub async fn queue_operation(
 
     let (max_attempts, safe_to_repeat) = state.kind_defaults(&operation.kind(), None, None).await?;
     let mut seen = HashSet::new();
-    let mut plan: Vec<Result<String, &'static str>> = Vec::with_capacity(servers.len());
+    let mut plan: Vec<Result<String, (String, &'static str)>> = Vec::with_capacity(servers.len());
     let mut jobs = Vec::new();
     for name in servers {
         let lower = name.to_ascii_lowercase();
         if !is_valid_server_name(&name) {
-            plan.push(Err(CANNOT_QUEUE));
+            plan.push(Err((lower, CANNOT_QUEUE)));
         } else if !seen.insert(lower.clone()) {
-            plan.push(Err("The server appears more than once in this request; it was queued once."));
+            plan.push(Err((lower, "The server appears more than once in this request; it was queued once.")));
         } else {
             let mut payload = json!({ "server": lower, "operation": operation.as_str() });
             if let Some(days) = snapshot_days {
@@ -77,35 +77,22 @@ pub async fn queue_operation(
             plan.push(Ok(lower));
         }
     }
-    let mut created = state.store.submit(jobs).await?.into_iter();
+    // The store answers one outcome per job, in order.
+    let mut created = if jobs.is_empty() { Vec::new() } else { state.store.submit(jobs).await? }.into_iter();
     state.wakeup.notify();
-    let answer = plan
-        .into_iter()
-        .map(|entry| match entry {
-            Ok(server) => match created.next() {
-                Some(outcome) => json!({
-                    "server": server,
-                    "isQueued": true,
-                    "links": [status_link(&alias, outcome.job())],
-                }),
-                None => json!({ "server": server, "isQueued": false, "errorMessage": CANNOT_QUEUE }),
-            },
-            Err(message) => json!({ "server": "", "isQueued": false, "errorMessage": message }),
-        })
-        .collect::<Vec<_>>();
-    Ok(Json(fill_names(answer, &request)))
-}
-
-/// Rejected elements carry the name as sent (lower-cased), like queued ones.
-fn fill_names(mut answer: Vec<Value>, request: &Value) -> Value {
-    if let Ok(names) = server_names(request) {
-        for (element, name) in answer.iter_mut().zip(names) {
-            if element["server"] == "" {
-                element["server"] = json!(name.to_ascii_lowercase());
+    let mut answer = Vec::with_capacity(plan.len());
+    for entry in plan {
+        answer.push(match entry {
+            Ok(server) => {
+                let outcome = created.next().ok_or_else(|| {
+                    ApiError::Internal("the store answered fewer jobs than it was given".into())
+                })?;
+                json!({ "server": server, "isQueued": true, "links": [status_link(&alias, outcome.job())] })
             }
-        }
+            Err((server, message)) => json!({ "server": server, "isQueued": false, "errorMessage": message }),
+        });
     }
-    Value::Array(answer)
+    Ok(Json(Value::Array(answer)))
 }
 
 /// The server names of a request: a bare JSON array (what every client sends), an

@@ -25,14 +25,6 @@ const MAX_WAIT_SECS: u64 = 30;
 const MAX_CLAIM: u32 = 100;
 const MAX_PATTERNS: usize = 50;
 
-fn parse<T: serde::de::DeserializeOwned>(body: &RawBody) -> ApiResult<T> {
-    if body.bytes.iter().all(u8::is_ascii_whitespace) {
-        return serde_json::from_slice(b"{}")
-            .map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")));
-    }
-    serde_json::from_slice(&body.bytes).map_err(|e| ApiError::BadRequest(format!("invalid request: {e}")))
-}
-
 fn require_worker(caller: &Caller) -> ApiResult<()> {
     if caller.roles.can_work() {
         Ok(())
@@ -63,7 +55,7 @@ struct ClaimBody {
 
 pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
     require_worker(&caller)?;
-    let request: ClaimBody = parse(&body)?;
+    let request: ClaimBody = body.json("request")?;
     if request.kinds.is_empty() || request.kinds.len() > MAX_PATTERNS {
         return Err(ApiError::BadRequest(format!("kinds must list 1 to {MAX_PATTERNS} kinds or globs")));
     }
@@ -102,8 +94,7 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
                     let mut job = job_json(&claim.job.account, &claim.job, None);
                     job["leaseToken"] = json!(claim.lease_token);
                     job["leaseExpires"] = json!(iso_date(claim.lease_until));
-                    job["leaseSeconds"] =
-                        json!(((claim.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000);
+                    job["leaseSeconds"] = json!(lease_seconds(claim.lease_until));
                     job
                 })
                 .collect();
@@ -136,10 +127,24 @@ struct HeartbeatBody {
     progress: Option<ProgressBody>,
 }
 
-/// The job a worker names, if it lies in the worker's account subtree.
-async fn worker_job(state: &AppState, caller: &Caller, status_id: &str) -> ApiResult<(i64, AccountAlias)> {
+/// What every call about one claimed job checks first: the caller may run jobs,
+/// the body parses, and the job lies in the caller's account subtree. Returns the
+/// request, the job number and the job's account.
+async fn job_call<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    caller: &Caller,
+    status_id: &str,
+    body: &RawBody,
+) -> ApiResult<(T, i64, AccountAlias)> {
+    require_worker(caller)?;
+    let request = body.json("request")?;
     let row = find_visible_job(state, &caller.account, status_id).await?;
-    Ok((row.number, row.account))
+    Ok((request, row.number, row.account))
+}
+
+/// Whole seconds left on a lease, rounded up.
+fn lease_seconds(lease_until: opsq_domain::Millis) -> i64 {
+    ((lease_until - opsq_store::now_ms()).max(0) + 999) / 1000
 }
 
 pub async fn heartbeat(
@@ -148,9 +153,7 @@ pub async fn heartbeat(
     ApiPath(status_id): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
-    require_worker(&caller)?;
-    let request: HeartbeatBody = parse(&body)?;
-    let (number, _) = worker_job(&state, &caller, &status_id).await?;
+    let (request, number, _): (HeartbeatBody, _, _) = job_call(&state, &caller, &status_id, &body).await?;
     let progress = match request.progress {
         Some(p) if p.percent > 100 => {
             return Err(ApiError::BadRequest("progress.percent must be from 0 to 100".into()))
@@ -167,7 +170,7 @@ pub async fn heartbeat(
     Ok(Json(json!({
         "cancelRequested": ack.cancel_requested,
         "leaseExpires": iso_date(ack.lease_until),
-        "leaseSeconds": ((ack.lease_until - opsq_store::now_ms()).max(0) + 999) / 1000,
+        "leaseSeconds": lease_seconds(ack.lease_until),
     })))
 }
 
@@ -185,9 +188,8 @@ pub async fn complete(
     ApiPath(status_id): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
-    require_worker(&caller)?;
-    let request: CompleteBody = parse(&body)?;
-    let (number, account) = worker_job(&state, &caller, &status_id).await?;
+    let (request, number, account): (CompleteBody, _, _) =
+        job_call(&state, &caller, &status_id, &body).await?;
     let job = state.store.finish(number, &request.lease_token, JobOutcome::Succeeded(request.result)).await?;
     Ok(Json(job_json(&account, &job, None)))
 }
@@ -209,9 +211,7 @@ pub async fn fail(
     ApiPath(status_id): ApiPath<String>,
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
-    require_worker(&caller)?;
-    let request: FailBody = parse(&body)?;
-    let (number, account) = worker_job(&state, &caller, &status_id).await?;
+    let (request, number, account): (FailBody, _, _) = job_call(&state, &caller, &status_id, &body).await?;
     let error: String = request.error.chars().take(4000).collect();
     let outcome = if request.retryable.unwrap_or(true) {
         let run_after =

@@ -147,7 +147,14 @@ async fn external_workers_claim_heartbeat_and_complete_fenced_by_their_lease() {
         server.post_json(&not_a_worker, "/v2/workers/claim", &json!({"kinds": ["ext.*"]})).await;
     assert_error(code, &body, 403);
 
-    // Long-poll: the claim waits, and returns as soon as a job is submitted.
+    // Long-poll with nothing to claim: the claim waits out its time, then answers empty.
+    let started = Instant::now();
+    let (code, empty) =
+        server.post_json(&token, "/v2/workers/claim", &json!({"kinds": ["ext.*"], "waitSeconds": 1})).await;
+    assert_eq!((code, empty["jobs"].as_array().map(Vec::len)), (200, Some(0)), "{empty}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited: {:?}", started.elapsed());
+
+    // A long-poll returns as soon as a job is submitted, long before its 20 s.
     let poller = {
         let (base, token) = (server.base.clone(), token.clone());
         tokio::spawn(async move {
@@ -162,7 +169,6 @@ async fn external_workers_claim_heartbeat_and_complete_fenced_by_their_lease() {
             (started.elapsed(), response.json::<Value>().await.unwrap())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the poller start waiting
     let id = submit(&server, &token, json!({"kind": "ext.copy", "payload": {"n": 1}})).await;
     let (waited, claimed) = poller.await.unwrap();
     assert!(waited < Duration::from_secs(10), "woken by the submission, not the timeout");
