@@ -231,11 +231,6 @@ impl Store {
         Ok(rescued)
     }
 
-    /// When the next waiting job of these kinds becomes runnable, if any is scheduled.
-    pub async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
-        dispatch_read!(self, s => s.next_run_after(kinds))
-    }
-
     /// Cancels a job: at once if it waits, by asking its worker if it runs.
     pub async fn cancel(&self, number: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
         let outcome = dispatch!(self, s => s.cancel(number, reason.to_string()).await)?;

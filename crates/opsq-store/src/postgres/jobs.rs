@@ -484,17 +484,4 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(rescued)
     }
-
-    pub(crate) async fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
-        let regexes = globs_to_regexes(kinds);
-        let client = self.client().await?;
-        Ok(query_one(
-            &client,
-            "SELECT MIN(run_after) FROM jobs
-             WHERE status IN ('notStarted', 'resumed') AND kind ~ ANY($1::text[])",
-            &[&regexes],
-        )
-        .await?
-        .try_get(0)?)
-    }
 }

@@ -2,7 +2,7 @@
 //! outcomes nobody resolved in time, and dropping expired v1 sessions. Each works in
 //! bounded batches over partial indexes, so it stays cheap at millions of jobs.
 
-use opsq_domain::{Job, JobStatus};
+use opsq_domain::Job;
 use rusqlite::params;
 
 use super::rows::{self, JOB_COLUMNS};
@@ -11,20 +11,15 @@ use crate::{now_ms, StoreError};
 
 impl SqliteStore {
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
+        // Set-based: a batch is two statements on the writer thread, not two per job.
         self.write(move |c| {
-            let numbers: Vec<i64> = {
-                let mut stmt = c.prepare_cached(
-                    "SELECT number FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?1
-                     ORDER BY finished_at LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![finished_before, limit], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            for number in &numbers {
-                c.prepare_cached("DELETE FROM job_events WHERE job = ?1")?.execute([number])?;
-                c.prepare_cached("DELETE FROM jobs WHERE number = ?1")?.execute([number])?;
-            }
-            Ok(numbers.len())
+            const BATCH: &str =
+                "SELECT number FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?1
+                                 ORDER BY finished_at, number LIMIT ?2";
+            c.prepare_cached(&format!("DELETE FROM job_events WHERE job IN ({BATCH})"))?
+                .execute(params![finished_before, limit])?;
+            Ok(c.prepare_cached(&format!("DELETE FROM jobs WHERE number IN ({BATCH})"))?
+                .execute(params![finished_before, limit])?)
         })
         .await
     }
@@ -36,31 +31,28 @@ impl SqliteStore {
     ) -> Result<Vec<i64>, StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            let stale: Vec<(i64, i64)> = {
+            let failed: Vec<i64> = {
                 let mut stmt = c.prepare_cached(
-                    "SELECT number, attempt FROM jobs WHERE status = 'unknown' AND status_at < ?1 LIMIT 1000",
+                    "UPDATE jobs SET status = 'failed', error = ?2, step_desc = 'Request failed',
+                            status_at = ?3, finished_at = ?3
+                     WHERE number IN (SELECT number FROM jobs WHERE status = 'unknown' AND status_at < ?1
+                                      ORDER BY status_at, number LIMIT 1000)
+                     RETURNING number",
                 )?;
-                let rows = stmt.query_map([unknown_since_before], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = stmt.query_map(params![unknown_since_before, reason, now], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            for (number, attempt) in &stale {
-                c.prepare_cached(
-                    "UPDATE jobs SET status = 'failed', error = ?2, step_desc = 'Request failed',
-                            status_at = ?3, finished_at = ?3 WHERE number = ?1",
-                )?
-                .execute(params![number, reason, now])?;
-                c.prepare_cached(
-                    "INSERT INTO job_events (job, at, status, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    number,
-                    now,
-                    JobStatus::Failed.as_str(),
-                    attempt,
-                    format!("resolved as failed: {reason}")
-                ])?;
-            }
-            Ok(stale.into_iter().map(|(number, _)| number).collect())
+            // Their history, in one statement (the numbers travel as a JSON array).
+            let numbers = serde_json::to_string(&failed).unwrap_or_else(|_| "[]".into());
+            c.prepare_cached(
+                "INSERT INTO job_events (job, at, status, attempt, message)
+                 SELECT number, ?2, 'failed', attempt, ?3 FROM jobs
+                 WHERE number IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![numbers, now, format!("resolved as failed: {reason}")])?;
+            let mut failed = failed;
+            failed.sort_unstable();
+            Ok(failed)
         })
         .await
     }
@@ -68,7 +60,7 @@ impl SqliteStore {
     pub(crate) fn unknown_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'unknown' ORDER BY status_at LIMIT ?1"
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 'unknown' ORDER BY status_at, number LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit], rows::job)?;
             rows.collect()

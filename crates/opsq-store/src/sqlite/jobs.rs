@@ -28,13 +28,6 @@ fn record_event(
     Ok(())
 }
 
-fn load_job(conn: &Connection, number: i64) -> Result<Option<Job>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE number = ?1"))?
-        .query_row([number], rows::job)
-        .optional()?)
-}
-
 fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
     if let Some(key) = &job.idempotency_key {
         let existing = conn
@@ -113,11 +106,15 @@ fn in_clause(column: &str, values: impl IntoIterator<Item = String>, args: &mut 
     }
 }
 
+/// Why a fenced write matched no row: the job exists (the lease is gone) or not.
 fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
-    match load_job(conn, number) {
-        Ok(Some(_)) => StoreError::LeaseLost(number),
-        Ok(None) => StoreError::NotFound(format!("job {number}")),
-        Err(err) => err,
+    let exists = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM jobs WHERE number = ?1)")
+        .and_then(|mut stmt| stmt.query_row([number], |r| r.get::<_, bool>(0)));
+    match exists {
+        Ok(true) => StoreError::LeaseLost(number),
+        Ok(false) => StoreError::NotFound(format!("job {number}")),
+        Err(err) => err.into(),
     }
 }
 
@@ -397,13 +394,5 @@ impl SqliteStore {
             Ok(rescued)
         })
         .await
-    }
-
-    pub(crate) fn next_run_after(&self, kinds: &[String]) -> Result<Option<i64>, StoreError> {
-        let mut args = Vec::new();
-        let filter = kind_clause(kinds, &mut args);
-        let sql =
-            format!("SELECT MIN(run_after) FROM jobs WHERE status IN ('notStarted', 'resumed') AND {filter}");
-        self.read(|c| c.prepare_cached(&sql)?.query_row(params_from_iter(args), |r| r.get(0)))
     }
 }

@@ -78,7 +78,7 @@ pub async fn cancel_fails_a_waiting_job_at_once(store: Store) {
     }
     // Neither runs any more.
     assert!(claim(&store, &["t.*"], "w-2", 10).await.is_empty());
-    assert_eq!(store.next_run_after(&["t.*".to_string()]).await.unwrap(), None);
+    assert_nothing_waiting(&store, "ACME", "t.*").await;
 }
 
 pub async fn cancel_asks_the_worker_of_a_running_job(store: Store) {
@@ -136,7 +136,7 @@ pub async fn retryable_failure_after_cancel_request_ends_the_job(store: Store) {
     assert!(done.finished_at.is_some());
     assert_eq!(job(&store, j.number).await, done);
     assert!(claim(&store, &["t.retry"], "w-2", 10).await.is_empty());
-    assert_eq!(store.next_run_after(&["t.retry".to_string()]).await.unwrap(), None);
+    assert_nothing_waiting(&store, "ACME", "t.retry").await;
 }
 
 pub async fn success_after_cancel_request_stands(store: Store) {

@@ -283,34 +283,6 @@ pub async fn list_jobs_filters_and_pages(store: Store) {
     assert_eq!(list(&["ACME", "OTHER"], &[NotStarted], Some("server.*"), Some(a4), 1).await, vec![o1]);
 }
 
-pub async fn next_run_after_reports_the_earliest_waiting_job(store: Store) {
-    accounts(&store, &["ACME"]).await;
-    let kinds = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), None);
-
-    let first = submit(&store, new_job("ACME", "server.powerOn")).await;
-    assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), Some(first.run_after));
-    assert_eq!(store.next_run_after(&kinds(&["server.powerOn"])).await.unwrap(), Some(first.run_after));
-    assert_eq!(store.next_run_after(&kinds(&["backup.*"])).await.unwrap(), None);
-    assert_eq!(store.next_run_after(&kinds(&[])).await.unwrap(), None);
-
-    // A running job is not waiting.
-    let claimed = claim_job(&store, &first, "w-1", LONG_LEASE_MS).await;
-    assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), None);
-
-    // A retry scheduled for later is.
-    let later = now_ms() + 3_600_000;
-    let retry = JobOutcome::Retryable { error: "busy".to_string(), run_after: Some(later) };
-    store.finish(first.number, &claimed.lease_token, retry).await.unwrap();
-    assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), Some(later));
-
-    // The earliest of several.
-    let second = submit(&store, new_job("ACME", "server.reboot")).await;
-    assert!(second.run_after < later);
-    assert_eq!(store.next_run_after(&kinds(&["server.*"])).await.unwrap(), Some(second.run_after));
-    assert_eq!(store.next_run_after(&kinds(&["server.powerOn", "backup.run"])).await.unwrap(), Some(later));
-}
-
 /// Kind patterns follow SQLite's `GLOB` on every backend: `*`, `?` and `[...]` sets
 /// (`^` negates, `]` first is literal, `a-z` ranges, an unclosed `[` matches nothing), case-sensitively, with everything else literal,
 /// regex and `LIKE` syntax included.
@@ -374,4 +346,48 @@ pub async fn kind_globs_follow_sqlite_glob_rules(store: Store) {
     for (pattern, expected) in cases {
         assert_eq!(matching(pattern).await, *expected, "kind pattern {pattern:?}");
     }
+}
+
+/// Waiting jobs (`notStarted`, or `resumed` for later) and when each may run.
+async fn waiting(store: &Store, kind: &str) -> Vec<(i64, i64)> {
+    let filter = JobFilter {
+        accounts: vec![alias("ACME")],
+        statuses: vec![JobStatus::NotStarted, JobStatus::Resumed],
+        kind: Some(kind.to_string()),
+        before: None,
+        limit: 100,
+    };
+    let mut jobs: Vec<(i64, i64)> =
+        store.list_jobs(filter).await.unwrap().iter().map(|j| (j.number, j.run_after)).collect();
+    jobs.sort_unstable();
+    jobs
+}
+
+pub async fn waiting_jobs_show_when_they_run(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    assert_eq!(waiting(&store, "server.*").await, vec![]);
+
+    let first = submit(&store, new_job("ACME", "server.powerOn")).await;
+    assert_eq!(waiting(&store, "server.*").await, vec![(first.number, first.run_after)]);
+    assert_eq!(waiting(&store, "server.powerOn").await, vec![(first.number, first.run_after)]);
+    assert_eq!(waiting(&store, "backup.*").await, vec![]);
+
+    // A running job is not waiting.
+    let claimed = claim_job(&store, &first, "w-1", LONG_LEASE_MS).await;
+    assert_eq!(waiting(&store, "server.*").await, vec![]);
+
+    // A retry scheduled for later is, with its time.
+    let later = now_ms() + 3_600_000;
+    let retry = JobOutcome::Retryable { error: "busy".to_string(), run_after: Some(later) };
+    store.finish(first.number, &claimed.lease_token, retry).await.unwrap();
+    assert_eq!(waiting(&store, "server.*").await, vec![(first.number, later)]);
+
+    // Several, each with its own time.
+    let second = submit(&store, new_job("ACME", "server.reboot")).await;
+    assert!(second.run_after < later);
+    assert_eq!(
+        waiting(&store, "server.*").await,
+        vec![(first.number, later), (second.number, second.run_after)]
+    );
+    assert_eq!(waiting(&store, "server.powerOn").await, vec![(first.number, later)]);
 }

@@ -300,7 +300,7 @@ pub async fn finish_fatal_fails_the_job(store: Store) {
     assert_between("finished_at", failed.finished_at.expect("finished_at"), before, after);
     assert_eq!(job(&store, j.number).await, failed);
     assert!(claim(&store, &["t.work"], "w-2", 10).await.is_empty());
-    assert_eq!(store.next_run_after(&["t.work".to_string()]).await.unwrap(), None);
+    assert_nothing_waiting(&store, "ACME", "t.work").await;
     assert_eq!(
         event_statuses(&store, j.number).await,
         vec![JobStatus::NotStarted, JobStatus::Executing, JobStatus::Failed]
@@ -372,7 +372,7 @@ pub async fn finish_retryable_without_attempts_left_fails(store: Store) {
     assert!(error.contains("attempt"), "the error says attempts ran out: {error}");
     assert_between("finished_at", failed.finished_at.expect("finished_at"), before, after);
     assert!(claim(&store, &["t.retry"], "w-1", 10).await.is_empty());
-    assert_eq!(store.next_run_after(&["t.retry".to_string()]).await.unwrap(), None);
+    assert_nothing_waiting(&store, "ACME", "t.retry").await;
 
     // A single-attempt job fails on its first retryable error.
     let once = submit(&store, with_attempts(new_job("ACME", "t.once"), 1, true)).await;

@@ -244,3 +244,19 @@ pub async fn unknown_job(store: &Store, new: NewJob) -> Job {
 pub async fn clock_passes(at: i64) {
     eventually("the clock to move on", || async move { (opsq_store::now_ms() > at).then_some(()) }).await;
 }
+
+/// Asserts that no job of the kind glob waits in the account: none `notStarted`,
+/// none `resumed` (even for later), so nothing will ever be claimed again.
+pub async fn assert_nothing_waiting(store: &Store, account: &str, kind: &str) {
+    let waiting = store
+        .list_jobs(opsq_store::JobFilter {
+            accounts: vec![alias(account)],
+            statuses: vec![JobStatus::NotStarted, JobStatus::Resumed],
+            kind: Some(kind.to_string()),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .expect("list waiting jobs");
+    assert!(waiting.is_empty(), "jobs of {kind} still wait: {:?}", numbers(&waiting));
+}
