@@ -248,9 +248,15 @@ impl WorkerConfig {
         if self.kinds.len() > MAX_PATTERNS {
             return Err(WorkerError::Config(format!("at most {MAX_PATTERNS} kinds or globs")));
         }
+        if let Some(bad) = self.kinds.iter().find(|k| !opsq_domain::JobKind::is_valid_pattern(k)) {
+            return Err(WorkerError::Config(format!(
+                "{bad:?} is not a kind or glob: use letters, digits, '.', '_', '-' and the globs * ? [...]"
+            )));
+        }
         Ok(WorkerConfig {
             concurrency: self.concurrency.max(1),
-            wait_seconds: self.wait_seconds.min(MAX_WAIT_SECS),
+            // At least 1 s: a claim that never waits would poll the server in a tight loop.
+            wait_seconds: self.wait_seconds.clamp(1, MAX_WAIT_SECS),
             ..self.clone()
         })
     }

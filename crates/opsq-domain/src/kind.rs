@@ -29,6 +29,15 @@ impl JobKind {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `pattern` may select kinds for a worker: a kind, optionally with the
+    /// globs `*`, `?` and `[...]`. The server checks claims with this and workers
+    /// check their configuration with it, so both refuse the same patterns.
+    pub fn is_valid_pattern(pattern: &str) -> bool {
+        !pattern.is_empty()
+            && pattern.len() <= 100
+            && pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?[]".contains(&b))
+    }
 }
 
 impl fmt::Display for JobKind {
@@ -137,6 +146,16 @@ mod tests {
             assert!(JobKind::parse(bad).is_err(), "{bad:?}");
         }
         assert!(JobKind::parse(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn kind_patterns_allow_globs() {
+        for good in ["test.echo", "server.*", "backup.[ab]?", "*"] {
+            assert!(JobKind::is_valid_pattern(good), "{good}");
+        }
+        for bad in ["", "a b", "x/y", &"k".repeat(101)] {
+            assert!(!JobKind::is_valid_pattern(bad), "{bad}");
+        }
     }
 
     #[test]

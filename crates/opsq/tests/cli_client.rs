@@ -165,7 +165,7 @@ fn login_submit_wait_and_status_against_the_real_server() -> TestResult {
         Some("wrong\n"),
     )?;
     assert_ne!(run.code(), Some(0), "{}", context(&run));
-    assert!(run.stderr.contains("400"), "{}", context(&run));
+    assert!(run.stderr.contains("didn't recognize the username or password"), "{}", context(&run));
 
     // Log in, with the password on stdin.
     let password_line = format!("{}\n", server.admin_password);

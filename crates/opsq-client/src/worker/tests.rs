@@ -152,10 +152,23 @@ fn actions<'a>(calls: &'a [(String, String, Value)], name: &str) -> Vec<&'a Valu
 #[tokio::test]
 async fn a_job_runs_reports_progress_and_completes() {
     let (fake, client) = start(Script { jobs: [job_json("wa1-1", 1)].into(), ..Script::default() }).await;
-    let handler = handler_fn(|job: crate::Job, ctx: WorkContext| async move {
-        ctx.progress(40, 2, "Copying");
-        sleep(Duration::from_millis(600)).await;
-        Ok(json!({"echo": job.payload}))
+    let seen = fake.clone();
+    let handler = handler_fn(move |job: crate::Job, ctx: WorkContext| {
+        let seen = seen.clone();
+        async move {
+            ctx.progress(40, 2, "Copying");
+            // Finish only once the progress went out in a heartbeat (bounded wait).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !lock(&seen)
+                .calls
+                .iter()
+                .any(|(action, _, body)| action == "heartbeat" && body.get("progress").is_some())
+            {
+                assert!(Instant::now() < deadline, "no heartbeat carried the progress");
+                sleep(Duration::from_millis(10)).await;
+            }
+            Ok(json!({"echo": job.payload}))
+        }
     });
     let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, reported).await;
     let claims = actions(&calls, "claim");
@@ -231,19 +244,25 @@ async fn transient_report_failures_are_retried() {
 async fn shutdown_waits_for_the_grace_then_hands_running_jobs_back() {
     let script = Script { jobs: [job_json("wa1-5", 10), job_json("wa1-6", 10)].into(), ..Script::default() };
     let (fake, client) = start(script).await;
-    let handler = handler_fn(|job: crate::Job, ctx: WorkContext| async move {
-        if job.id == "wa1-5" {
-            // Finishes within the grace period: its result counts.
-            sleep(Duration::from_millis(200)).await;
-            return Ok(json!("quick"));
+    let started_jobs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = started_jobs.clone();
+    let handler = handler_fn(move |job: crate::Job, ctx: WorkContext| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if job.id == "wa1-5" {
+                // Finishes within the grace period: its result counts.
+                sleep(Duration::from_millis(200)).await;
+                return Ok(json!("quick"));
+            }
+            ctx.cancelled().await;
+            assert_eq!(ctx.stop_reason(), Some(StopReason::Shutdown));
+            Err(WorkError::fatal("interrupted"))
         }
-        ctx.cancelled().await;
-        assert_eq!(ctx.stop_reason(), Some(StopReason::Shutdown));
-        Err(WorkError::fatal("interrupted"))
     });
     let started = Instant::now();
-    let calls = run_until(&fake, client, config(Duration::from_millis(700)), handler, |script| {
-        script.calls.iter().filter(|(action, _, _)| action == "claim").count() >= 1 && script.jobs.is_empty()
+    // Shut down once both jobs are running in their handlers.
+    let calls = run_until(&fake, client, config(Duration::from_millis(700)), handler, |_| {
+        started_jobs.load(std::sync::atomic::Ordering::SeqCst) == 2
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -324,6 +343,10 @@ fn config_is_bounded_and_the_default_id_names_the_process() {
     let checked = config.validated().expect("valid");
     assert_eq!(checked.concurrency, 1);
     assert_eq!(checked.wait_seconds, MAX_WAIT_SECS);
+    let never_waits = WorkerConfig { kinds: vec!["a".into()], wait_seconds: 0, ..WorkerConfig::default() };
+    assert_eq!(never_waits.validated().expect("valid").wait_seconds, 1, "no tight claim loop");
+    let bad_kind = WorkerConfig { kinds: vec!["a b".into()], ..WorkerConfig::default() };
+    assert!(matches!(bad_kind.validated(), Err(WorkerError::Config(_))));
     assert!(default_worker_id().ends_with(&format!("/pid-{}", std::process::id())));
     let many = WorkerConfig { kinds: vec!["a".into(); 51], ..WorkerConfig::default() };
     assert!(many.validated().is_err());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use opsq_domain::{AccountAlias, Progress};
+use opsq_domain::{AccountAlias, JobKind, Progress};
 use opsq_store::{ClaimRequest, JobOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -36,13 +36,6 @@ fn require_worker(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-/// Kind patterns: kinds, optionally with `*`, `?` or `[...]` globs.
-fn valid_pattern(pattern: &str) -> bool {
-    !pattern.is_empty()
-        && pattern.len() <= 100
-        && pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?[]".contains(&b))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ClaimBody {
@@ -59,7 +52,7 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     if request.kinds.is_empty() || request.kinds.len() > MAX_PATTERNS {
         return Err(ApiError::BadRequest(format!("kinds must list 1 to {MAX_PATTERNS} kinds or globs")));
     }
-    if let Some(bad) = request.kinds.iter().find(|k| !valid_pattern(k)) {
+    if let Some(bad) = request.kinds.iter().find(|k| !JobKind::is_valid_pattern(k)) {
         let shown: String = bad.chars().take(40).collect();
         return Err(ApiError::BadRequest(format!("kind pattern {shown:?} is invalid")));
     }

@@ -51,7 +51,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
              --exec './handle-job.sh' (payload on stdin, OPSQ_JOB_* in its environment; see docs/workers.md)"
         );
     };
-    if let Some(bad) = args.kinds.iter().find(|k| !valid_kind_pattern(k)) {
+    if let Some(bad) = args.kinds.iter().find(|k| !opsq_domain::JobKind::is_valid_pattern(k)) {
         bail!("--kind {bad:?} is not a kind or glob: use letters, digits, '.', '_', '-' and the globs * ? [...]");
     }
     // Workers run unattended: their log is the record of what ran where.
@@ -77,13 +77,6 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the server accepts as a kind pattern, checked first for a clearer message.
-fn valid_kind_pattern(pattern: &str) -> bool {
-    !pattern.is_empty()
-        && pattern.len() <= 100
-        && pattern.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-*?[]".contains(&b))
-}
-
 /// Fires `shutdown` on the first SIGTERM or SIGINT.
 async fn stop_on_signal(shutdown: CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -100,19 +93,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM received"),
     }
     shutdown.cancel();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kind_patterns_are_checked_like_the_server_does() {
-        for good in ["test.echo", "server.*", "backup.[ab]?", "*"] {
-            assert!(valid_kind_pattern(good), "{good}");
-        }
-        for bad in ["", "a b", "x/y", &"k".repeat(101)] {
-            assert!(!valid_kind_pattern(bad), "{bad}");
-        }
-    }
 }
