@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
+use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
 
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
@@ -135,11 +135,7 @@ impl Store {
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
-        let outcomes = dispatch!(self, s => s.submit(jobs).await)?;
-        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
-            self.publish(Signal::JobsReady).await;
-        }
-        Ok(outcomes)
+        dispatch!(self, s => s.submit(jobs).await)
     }
 
     /// Signals from every node sharing this store; `None` for the embedded store,
@@ -148,12 +144,6 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite(_) => None,
             Backend::Postgres(p) => Some(p.subscribe()),
-        }
-    }
-
-    async fn publish(&self, signal: Signal) {
-        if let Backend::Postgres(p) = &*self.backend {
-            p.publish(signal).await;
         }
     }
 
@@ -214,39 +204,23 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        let job = dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)?;
-        if job.status == JobStatus::Resumed && job.run_after <= crate::now_ms() {
-            self.publish(Signal::JobsReady).await;
-        }
-        Ok(job)
+        dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
     }
 
     /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease
     /// held by a previous run of this node) and makes them `resumed` or `unknown`.
     pub async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
-        let rescued = dispatch!(self, s => s.rescue(owner_prefix).await)?;
-        if rescued.iter().any(|r| r.status == JobStatus::Resumed) {
-            self.publish(Signal::JobsReady).await;
-        }
-        Ok(rescued)
+        dispatch!(self, s => s.rescue(owner_prefix).await)
     }
 
     /// Cancels a job: at once if it waits, by asking its worker if it runs.
     pub async fn cancel(&self, number: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
-        let outcome = dispatch!(self, s => s.cancel(number, reason.to_string()).await)?;
-        if let CancelOutcome::Requested(job) = &outcome {
-            self.publish(Signal::Cancel(job.number)).await;
-        }
-        Ok(outcome)
+        dispatch!(self, s => s.cancel(number, reason.to_string()).await)
     }
 
     /// Settles an `unknown` outcome; refused for any other status.
     pub async fn resolve(&self, number: i64, resolution: Resolution, note: &str) -> Result<Job, StoreError> {
-        let job = dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)?;
-        if job.status == JobStatus::Resumed {
-            self.publish(Signal::JobsReady).await;
-        }
-        Ok(job)
+        dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)
     }
 
     pub async fn set_kind(&self, settings: KindSettings) -> Result<(), StoreError> {

@@ -7,9 +7,10 @@ use opsq_domain::{Job, JobStatus};
 
 use super::jobs::{count, record_event};
 use super::rows::{self, job_columns};
+use super::signals;
 use super::{execute, query_one, query_opt, PostgresStore};
 use crate::types::{CancelOutcome, KindSettings, Resolution};
-use crate::{now_ms, rules, StoreError};
+use crate::{now_ms, rules, Signal, StoreError};
 
 async fn lock_job(c: &impl GenericClient, number: i64) -> Result<Job, StoreError> {
     query_opt(c, concat!("SELECT ", job_columns!(), " FROM jobs WHERE number = $1 FOR UPDATE"), &[&number])
@@ -62,6 +63,9 @@ impl PostgresStore {
             JobStatus::Unknown => CancelOutcome::NeedsResolution(job),
             JobStatus::Succeeded | JobStatus::Failed => CancelOutcome::AlreadyFinished(job),
         };
+        if let CancelOutcome::Requested(job) = &outcome {
+            signals::notify_on_commit(&tx, Signal::Cancel(job.number)).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -98,6 +102,9 @@ impl PostgresStore {
         .await?;
         record_event(&tx, number, now, status, job.attempt, &format!("resolved as {status}: {note}")).await?;
         let job = rows::job(&row)?;
+        if job.status == JobStatus::Resumed {
+            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
+        }
         tx.commit().await?;
         Ok(job)
     }

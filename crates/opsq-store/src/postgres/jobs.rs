@@ -14,9 +14,10 @@ use tokio_postgres::types::ToSql;
 
 use super::glob::globs_to_regexes;
 use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
+use super::signals;
 use super::{execute, query, query_one, query_opt, PostgresStore};
 use crate::types::*;
-use crate::{now_ms, rules, StoreError};
+use crate::{now_ms, rules, Signal, StoreError};
 
 const LOAD_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE number = $1");
 
@@ -222,6 +223,9 @@ impl PostgresStore {
         for job in jobs {
             outcomes.push(submit_one(&tx, job, now).await?);
         }
+        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
+            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
+        }
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -410,6 +414,9 @@ impl PostgresStore {
         )
         .await?;
         let job = rows::job(&row)?;
+        if job.status == JobStatus::Resumed && job.run_after <= now {
+            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
+        }
         tx.commit().await?;
         Ok(job)
     }
@@ -481,6 +488,9 @@ impl PostgresStore {
             &[&now, &numbers, &statuses, &attempts, &messages],
         )
         .await?;
+        if rescued.iter().any(|r| r.status == JobStatus::Resumed) {
+            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
+        }
         tx.commit().await?;
         Ok(rescued)
     }

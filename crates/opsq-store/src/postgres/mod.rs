@@ -17,7 +17,7 @@ mod housekeeping;
 mod jobs;
 mod rows;
 mod schema;
-mod signals;
+pub(crate) mod signals;
 
 use std::time::Duration;
 
@@ -102,15 +102,6 @@ impl PostgresStore {
                 sender
             })
             .subscribe()
-    }
-
-    /// Tells every node (this one included) about a signal. Best effort: consumers
-    /// also poll.
-    pub(crate) async fn publish(&self, signal: crate::Signal) {
-        let (channel, payload) = signals::channel_of(&signal);
-        if let Ok(client) = self.client().await {
-            let _ = client.execute("SELECT pg_notify($1, $2)", &[&channel, &payload]).await;
-        }
     }
 
     /// Whether this node holds the housekeeping lock now.

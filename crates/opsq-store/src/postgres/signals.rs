@@ -22,8 +22,19 @@ const CANCEL_CHANNEL: &str = "opsq_cancel";
 const HOUSEKEEPING_LOCK: i64 = 0x6f70_7371_0000_0002;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
+/// Tells every node (this one included) about a signal when `tx` commits, and not at
+/// all if it rolls back; repeats within one transaction are sent once.
+pub(crate) async fn notify_on_commit(
+    tx: &impl deadpool_postgres::GenericClient,
+    signal: Signal,
+) -> Result<(), crate::StoreError> {
+    let (channel, payload) = channel_of(&signal);
+    super::execute(tx, "SELECT pg_notify($1, $2)", &[&channel, &payload]).await?;
+    Ok(())
+}
+
 /// The notification to send for a signal: `(channel, payload)`.
-pub(crate) fn channel_of(signal: &Signal) -> (&'static str, String) {
+fn channel_of(signal: &Signal) -> (&'static str, String) {
     match signal {
         Signal::JobsReady => (WAKEUP_CHANNEL, String::new()),
         Signal::Cancel(number) => (CANCEL_CHANNEL, number.to_string()),
