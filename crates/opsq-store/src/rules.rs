@@ -122,3 +122,38 @@ pub(crate) fn resolve(
         Resolution::Retry => (JobStatus::Resumed, None, current_error, "Resuming after reconciliation"),
     })
 }
+
+/// How many migrations to skip, given how many a store has applied; refuses a store
+/// written by a newer opsq, whose schema this build cannot know.
+pub(crate) fn migrations_to_skip(applied: i64, known: usize) -> Result<usize, StoreError> {
+    if applied > known as i64 {
+        return Err(StoreError::Corrupt(format!(
+            "the store was written by a newer opsq (schema version {applied}, this build knows {known})"
+        )));
+    }
+    Ok(applied.max(0) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_schema_is_refused_and_applied_migrations_are_skipped() {
+        assert_eq!(migrations_to_skip(0, 3).unwrap(), 0);
+        assert_eq!(migrations_to_skip(2, 3).unwrap(), 2);
+        assert_eq!(migrations_to_skip(3, 3).unwrap(), 3);
+        assert!(matches!(migrations_to_skip(4, 3), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_lost_attempt_becomes_unknown_resumed_or_failed() {
+        assert_eq!(rescue(false, 1, 3, None).0, JobStatus::Unknown);
+        assert_eq!(rescue(false, 1, 3, Some("stop".into())).0, JobStatus::Unknown);
+        assert_eq!(rescue(true, 1, 3, None).0, JobStatus::Resumed);
+        assert_eq!(rescue(true, 3, 3, None).0, JobStatus::Failed);
+        let (status, _, error) = rescue(true, 1, 3, Some("stop".into()));
+        assert_eq!(status, JobStatus::Failed);
+        assert!(error.unwrap().starts_with("cancelled: stop"));
+    }
+}

@@ -22,11 +22,11 @@ pub fn is_v1_path(path: &str) -> bool {
 pub fn route_and_format(request: &Request<Body>) -> (Option<(String, String)>, Format) {
     let segments: Vec<String> =
         request.uri().path().split('/').filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()).collect();
-    let header_says_json = |name: header::HeaderName| {
+    let header_text = |name: header::HeaderName| {
         request.headers().get(name).and_then(|v| v.to_str().ok()).map(|v| v.to_ascii_lowercase())
     };
-    let content_type = header_says_json(header::CONTENT_TYPE).unwrap_or_default();
-    let accept = header_says_json(header::ACCEPT).unwrap_or_default();
+    let content_type = header_text(header::CONTENT_TYPE).unwrap_or_default();
+    let accept = header_text(header::ACCEPT).unwrap_or_default();
     let negotiated = if content_type.contains("json") {
         Format::Json
     } else if content_type.contains("xml") {

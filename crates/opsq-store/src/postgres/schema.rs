@@ -133,13 +133,8 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .query_one("SELECT COALESCE(MAX(version), 0) FROM opsq_schema_migrations", &[])
         .await?
         .try_get(0)?;
-    let known = MIGRATIONS.len() as i32;
-    if applied > known {
-        return Err(StoreError::Corrupt(format!(
-            "the database was written by a newer opsq (schema version {applied}, this build knows {known})"
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+    let skip = crate::rules::migrations_to_skip(i64::from(applied), MIGRATIONS.len())?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(skip) {
         tx.batch_execute(sql).await?;
         let version = index as i32 + 1;
         tx.execute(

@@ -107,13 +107,8 @@ CREATE INDEX jobs_unknown ON jobs(status_at) WHERE status = 'unknown';
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len() as i64;
-    if applied > known {
-        return Err(StoreError::Corrupt(format!(
-            "the store was written by a newer opsq (schema version {applied}, this build knows {known})"
-        )));
-    }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+    let skip = crate::rules::migrations_to_skip(applied, MIGRATIONS.len())?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(skip) {
         tx.execute_batch(sql)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
     }
