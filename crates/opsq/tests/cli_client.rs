@@ -2,155 +2,21 @@
 //! (`login`, `submit`, `wait`, `status`) as a user or a script would run them.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
-    thread,
     time::{Duration, Instant},
 };
 
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+mod common;
 
-const OPSQ: &str = env!("CARGO_BIN_EXE_opsq");
-/// How long any one CLI call may take before the test calls it hung.
-const CALL_LIMIT: Duration = Duration::from_secs(90);
-
-/// A running `opsq serve`, killed when dropped so a failing test leaves nothing behind.
-struct Server {
-    child: Child,
-    url: String,
-    admin_password: String,
-    stderr_log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts the server on a free port and reads its stdout until it says where it
-    /// listens (and, on a fresh store, the admin password).
-    fn start(data_dir: &Path, stderr_log: PathBuf) -> TestResult<Self> {
-        let log = std::fs::File::create(&stderr_log)?;
-        let mut child = Command::new(OPSQ)
-            .args(["serve", "--listen", "127.0.0.1:0", "--simulate", "--sim-step-ms", "20"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("OPSQ_SERVER")
-            .env_remove("OPSQ_PASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("server stdout was not captured")?;
-        let mut server = Server { child, url: String::new(), admin_password: String::new(), stderr_log };
-
-        // A thread reads stdout for as long as the server lives, so the server never
-        // blocks on a full pipe; the test only looks at the first lines.
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines_rx.recv_timeout(left).map_err(|_| {
-                format!("the server did not say it was listening within 30 s; stderr:\n{}", server.stderr())
-            })?;
-            if let Some(password) = line.strip_prefix("opsq: admin password (shown once): ") {
-                server.admin_password = password.trim().to_string();
-            } else if let Some(url) = line.strip_prefix("opsq: listening on ") {
-                server.url = url.trim().to_string();
-            }
-        }
-        if server.admin_password.is_empty() {
-            return Err(
-                format!("a fresh store printed no admin password; stderr:\n{}", server.stderr()).into()
-            );
-        }
-        Ok(server)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-}
-
-/// What a finished CLI call left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    fn describe(&self) -> String {
-        format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code(), self.stdout, self.stderr)
-    }
-}
-
-/// Runs `opsq ARGS` with its own config directory and nothing inherited that would
-/// change its behaviour; kills it if it runs past [`CALL_LIMIT`].
-fn opsq(config_dir: &Path, args: &[&str], stdin: Option<&str>) -> TestResult<Run> {
-    let mut child = Command::new(OPSQ)
-        .args(args)
-        .env("OPSQ_CONFIG_DIR", config_dir)
-        .env_remove("OPSQ_SERVER")
-        .env_remove("OPSQ_PASSWORD")
-        .env("NO_COLOR", "1")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())?;
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + CALL_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("`opsq {}` still ran after {CALL_LIMIT:?}", args.join(" ")).into());
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
-    let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
-    Ok(Run { status, stdout, stderr })
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
+use common::{opsq, Run, Server, TestResult};
 
 #[test]
 fn login_submit_wait_and_status_against_the_real_server() -> TestResult {
     let temp = tempfile::tempdir()?;
     let data_dir = temp.path().join("data");
     let config_dir = temp.path().join("config");
-    let server = Server::start(&data_dir, temp.path().join("server.stderr"))?;
+    let server =
+        Server::start(&data_dir, temp.path().join("server.stderr"), &["--simulate", "--sim-step-ms", "20"])?;
     let context = |run: &Run| format!("{}\nserver stderr:\n{}", run.describe(), server.stderr());
 
     // Not logged in yet: a clear error, before any request.

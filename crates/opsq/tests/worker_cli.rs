@@ -6,19 +6,18 @@
 //! (which waits for files the test creates, so the test decides when a job ends).
 
 use std::{
-    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
 
-type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+mod common;
 
-const OPSQ: &str = env!("CARGO_BIN_EXE_opsq");
+use common::{opsq, Server, TestResult, OPSQ};
+
 /// How long any one state may take to show up before the test calls it stuck.
 const STATE_LIMIT: Duration = Duration::from_secs(60);
 /// The lease the server hands out: short, so heartbeats (a third of it) carry cancel
@@ -77,67 +76,6 @@ esac
 "#;
 
 /// A running `opsq serve`, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    admin_password: String,
-    stderr_log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(data_dir: &Path, stderr_log: PathBuf) -> TestResult<Self> {
-        let log = std::fs::File::create(&stderr_log)?;
-        let mut child = Command::new(OPSQ)
-            .args(["serve", "--listen", "127.0.0.1:0", "--lease-secs", LEASE_SECS])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("OPSQ_SERVER")
-            .env_remove("OPSQ_PASSWORD")
-            .env_remove("OPSQ_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("server stdout was not captured")?;
-        let mut server = Server { child, url: String::new(), admin_password: String::new(), stderr_log };
-        let (lines_tx, lines_rx) = mpsc::channel::<String>();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.url.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines_rx.recv_timeout(left).map_err(|_| {
-                format!("the server did not say it was listening within 30 s; stderr:\n{}", server.stderr())
-            })?;
-            if let Some(password) = line.strip_prefix("opsq: admin password (shown once): ") {
-                server.admin_password = password.trim().to_string();
-            } else if let Some(url) = line.strip_prefix("opsq: listening on ") {
-                server.url = url.trim().to_string();
-            }
-        }
-        if server.admin_password.is_empty() {
-            return Err(
-                format!("a fresh store printed no admin password; stderr:\n{}", server.stderr()).into()
-            );
-        }
-        Ok(server)
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
-    }
-}
-
 /// The jobs API, spoken directly (the worker under test is the only other client).
 struct Api {
     runtime: tokio::runtime::Runtime,
@@ -302,60 +240,6 @@ impl WorkerProcess {
     }
 }
 
-/// What a finished CLI call left behind.
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", self.status.code(), self.stdout, self.stderr)
-    }
-}
-
-/// Runs `opsq ARGS` with the saved login in `config_dir`.
-fn opsq(config_dir: &Path, args: &[&str]) -> TestResult<Run> {
-    let mut child = Command::new(OPSQ)
-        .args(args)
-        .env("OPSQ_CONFIG_DIR", config_dir)
-        .env_remove("OPSQ_SERVER")
-        .env_remove("OPSQ_PASSWORD")
-        .env_remove("OPSQ_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + STATE_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("`opsq {}` still ran after {STATE_LIMIT:?}", args.join(" ")).into());
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().map_err(|_| "stdout reader panicked")?;
-    let stderr = stderr.join().map_err(|_| "stderr reader panicked")?;
-    Ok(Run { status, stdout, stderr })
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
-
 /// A server, an API session, a saved CLI login, and the job script, in one temp dir.
 struct Setup {
     temp: tempfile::TempDir,
@@ -368,7 +252,11 @@ impl Setup {
     fn new() -> TestResult<Self> {
         let temp = tempfile::tempdir()?;
         std::fs::write(temp.path().join("job.sh"), SCRIPT)?;
-        let server = Server::start(&temp.path().join("data"), temp.path().join("server.stderr"))?;
+        let server = Server::start(
+            &temp.path().join("data"),
+            temp.path().join("server.stderr"),
+            &["--lease-secs", LEASE_SECS],
+        )?;
         let api = Api::login(&server)?;
         // The CLI commands use a saved login, as a person would.
         let config_dir = temp.path().join("config");
@@ -396,7 +284,7 @@ fn worker_runs_jobs_reports_progress_retries_fails_and_obeys_cancel() -> TestRes
     let api = &setup.api;
 
     // Without --exec there is nothing to run: a clear error, before any request.
-    let run = opsq(&setup.config_dir, &["worker", "--kind", "test.*"])?;
+    let run = opsq(&setup.config_dir, &["worker", "--kind", "test.*"], None)?;
     assert!(!run.status.success(), "{}", run.describe());
     assert!(run.stderr.contains("--exec"), "{}", run.describe());
 
@@ -450,7 +338,7 @@ fn worker_runs_jobs_reports_progress_retries_fails_and_obeys_cancel() -> TestRes
 
     // Cancel a running job: the script gets SIGTERM, and the job ends failed as cancelled.
     wait_file(&setup.path(&format!("pid-{sleepy}")))?;
-    let run = opsq(&setup.config_dir, &["cancel", &sleepy, "--reason", "no longer needed"])?;
+    let run = opsq(&setup.config_dir, &["cancel", &sleepy, "--reason", "no longer needed"], None)?;
     assert!(run.status.success(), "{}", run.describe());
     assert!(run.stdout.contains(&format!("{sleepy}: cancel requested")), "{}", run.describe());
     let job = api.wait_ended(&sleepy)?;
@@ -462,12 +350,12 @@ fn worker_runs_jobs_reports_progress_retries_fails_and_obeys_cancel() -> TestRes
     wait_process_gone(&setup.path(&format!("child-{sleepy}")))?;
 
     // Cancel a waiting job (at once), then again (already ended: exit 1), as JSON.
-    let run = opsq(&setup.config_dir, &["cancel", &waiting, "--json"])?;
+    let run = opsq(&setup.config_dir, &["cancel", &waiting, "--json"], None)?;
     assert!(run.status.success(), "{}", run.describe());
     let line: Value = serde_json::from_str(run.stdout.trim())?;
     assert_eq!(line["outcome"], "cancelled", "{}", run.describe());
     assert_eq!(line["status"], "failed");
-    let run = opsq(&setup.config_dir, &["cancel", &waiting, &ok])?;
+    let run = opsq(&setup.config_dir, &["cancel", &waiting, &ok], None)?;
     assert_eq!(run.status.code(), Some(1), "{}", run.describe());
     assert!(
         run.stdout.contains(&format!("{waiting}: not cancelled: it already ended failed")),
@@ -481,7 +369,7 @@ fn worker_runs_jobs_reports_progress_retries_fails_and_obeys_cancel() -> TestRes
     );
 
     // The list: a table, filters, and JSON lines.
-    let run = opsq(&setup.config_dir, &["list"])?;
+    let run = opsq(&setup.config_dir, &["list"], None)?;
     assert!(run.status.success(), "{}", run.describe());
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert!(
@@ -496,14 +384,14 @@ fn worker_runs_jobs_reports_progress_retries_fails_and_obeys_cancel() -> TestRes
         ok_line.contains("succeeded") && ok_line.contains("test.echo") && ok_line.ends_with("ok"),
         "{ok_line}"
     );
-    let run = opsq(&setup.config_dir, &["list", "--status", "failed", "--kind", "test.*", "--json"])?;
+    let run = opsq(&setup.config_dir, &["list", "--status", "failed", "--kind", "test.*", "--json"], None)?;
     assert!(run.status.success(), "{}", run.describe());
     let jobs: Vec<Value> = run.stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
     assert_eq!(ids, vec![sleepy.as_str(), fatal.as_str()], "{}", run.describe());
-    let run = opsq(&setup.config_dir, &["list", "--limit", "2"])?;
+    let run = opsq(&setup.config_dir, &["list", "--limit", "2"], None)?;
     assert!(run.stderr.contains("more jobs: add --before"), "{}", run.describe());
-    let run = opsq(&setup.config_dir, &["list", "--status", "bogus"])?;
+    let run = opsq(&setup.config_dir, &["list", "--status", "bogus"], None)?;
     assert!(!run.status.success() && run.stderr.contains("--status takes"), "{}", run.describe());
 
     // The script's stderr reached the worker's, prefixed with the job id.
