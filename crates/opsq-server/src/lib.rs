@@ -44,6 +44,10 @@ pub struct ServeOptions {
     pub housekeeping: housekeeping::HousekeepingConfig,
     /// Handlers to run in process besides the simulator's (embedding, tests).
     pub handlers: Registry,
+    /// When set, the in-process runner claims only while it holds `true` (embedding).
+    pub runner_gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Routes an embedder serves next to the API (the benchmarks' control endpoint).
+    pub extra_routes: Option<axum::Router>,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +58,8 @@ impl Default for ServeOptions {
             runner: RunnerConfig::default(),
             housekeeping: housekeeping::HousekeepingConfig::default(),
             handlers: Registry::default(),
+            runner_gate: None,
+            extra_routes: None,
         }
     }
 }
@@ -163,6 +169,10 @@ pub async fn serve(
         state.running.clone(),
         options.runner.clone(),
     );
+    let runner = match options.runner_gate.clone() {
+        Some(gate) => runner.with_gate(gate),
+        None => runner,
+    };
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));
     if let Some(signals) = state.store.subscribe() {
         tokio::spawn(forward_signals(signals, state.wakeup.clone(), state.running.clone(), shutdown.clone()));
@@ -174,7 +184,11 @@ pub async fn serve(
         options.housekeeping.clone(),
         shutdown.clone(),
     ));
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = match options.extra_routes {
+        Some(extra) => app(state).merge(extra),
+        None => app(state),
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let http_shutdown = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })

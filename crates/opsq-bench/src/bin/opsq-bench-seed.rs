@@ -7,7 +7,11 @@
 //! With `--database-url URL` it seeds a PostgreSQL store instead.
 //!
 //! Usage: opsq-bench-seed (--data-dir DIR | --database-url URL) [--jobs 100000] [--batch 1000]
-//!        [--account OPSQ] [--location WA1] [--kind bench.noop]
+//!        [--account OPSQ] [--location WA1] [--kind bench.noop] [--finished]
+//!
+//! `--finished` then runs every seeded job to `succeeded` through the store's own
+//! claim and finish, so the store holds history (the growth workload, W4) rather
+//! than a backlog.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,12 +90,47 @@ async fn run() -> Result<(), String> {
             created += outcomes.len();
         }
     }
+    let finished = args.iter().any(|a| a == "--finished");
+    if finished {
+        finish_all(&store, kind.as_str()).await?;
+    }
     let elapsed = started.elapsed();
     println!(
-        "seeded {created} jobs ({account}, {location}, kind {kind}) in {:.2} s ({:.0} jobs/s) into {}",
+        "seeded {created} {}jobs ({account}, {location}, kind {kind}) in {:.2} s ({:.0} jobs/s) into {}",
+        if finished { "finished " } else { "" },
         elapsed.as_secs_f64(),
         created as f64 / elapsed.as_secs_f64().max(1e-9),
         store.describe()
     );
     Ok(())
+}
+
+/// Claims and succeeds every waiting job of `kind`, a claim batch at a time.
+async fn finish_all(store: &Store, kind: &str) -> Result<(), String> {
+    loop {
+        let claims = store
+            .claim(opsq_store::ClaimRequest {
+                kinds: vec![kind.to_string()],
+                limit: 1000,
+                owner: "seed".into(),
+                lease_ms: 600_000,
+                accounts: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let mut finishing = tokio::task::JoinSet::new();
+        for claim in claims {
+            let store = store.clone();
+            finishing.spawn(async move {
+                let outcome = opsq_store::JobOutcome::Succeeded(serde_json::Value::Null);
+                store.finish(claim.job.number, &claim.lease_token, outcome).await
+            });
+        }
+        while let Some(done) = finishing.join_next().await {
+            done.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        }
+    }
 }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use opsq_store::{Claim, JobOutcome, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::{HandlerError, JobContext, JobHandler};
 
-/// Runs one attempt: renews the lease in the background, runs the handler, records
+/// Runs one attempt: runs the handler while renewing its lease, records
 /// the outcome. A lost lease cancels the handler and its outcome is never recorded.
 pub async fn run(
     store: Store,
@@ -22,45 +23,42 @@ pub async fn run(
     let token = claim.lease_token.clone();
     // The kind's lease may differ from the default; renew at a third of the real one.
     let lease = Duration::from_millis((claim.lease_until - opsq_store::now_ms()).max(300) as u64);
-    let heartbeat = {
-        let (store, token, cancel) = (store.clone(), token.clone(), cancel.clone());
-        tokio::spawn(async move {
-            let every = lease / 3;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = cancel.cancelled() => return,
-                }
+    // One task per attempt: the handler and its lease renewals are polled together,
+    // so a job costs one spawned task, not three.
+    let ctx = JobContext::new(store.clone(), claim.job, token.clone(), default_lease, cancel.clone());
+    let mut work = std::panic::AssertUnwindSafe(handler.run(ctx)).catch_unwind();
+    let every = lease / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewing = true;
+    let ran = loop {
+        tokio::select! {
+            ran = &mut work => break ran,
+            _ = renew.tick(), if renewing => {
                 match store.heartbeat(number, &token, None, default_lease.as_millis() as i64).await {
                     Ok(ack) if ack.cancel_requested => cancel.cancel(),
                     Ok(_) => {}
                     Err(StoreError::LeaseLost(_)) | Err(StoreError::NotFound(_)) => {
                         cancel.cancel();
-                        return;
+                        renewing = false;
                     }
                     Err(err) => tracing::warn!(job = number, error = %err, "heartbeat failed"),
                 }
             }
-        })
+        }
     };
-    let ctx = JobContext::new(store.clone(), claim.job, token.clone(), default_lease, cancel.clone());
-    let run = tokio::spawn(handler.run(ctx));
-    let outcome = match run.await {
+    let outcome = match ran {
         Ok(Ok(result)) => JobOutcome::Succeeded(result),
         Ok(Err(HandlerError::Fatal(message))) => JobOutcome::Fatal(message),
         Ok(Err(HandlerError::Retryable(message))) => {
             JobOutcome::Retryable { error: message, run_after: None }
         }
         Ok(Err(HandlerError::LeaseLost)) => {
-            heartbeat.abort();
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome is discarded");
             return;
         }
-        Err(join_error) => {
-            JobOutcome::Retryable { error: format!("the handler crashed: {join_error}"), run_after: None }
-        }
+        Err(_panic) => JobOutcome::Retryable { error: "the handler panicked".into(), run_after: None },
     };
-    heartbeat.abort();
     match store.finish(number, &token, outcome).await {
         Ok(job) => tracing::info!(job = number, attempt, status = %job.status, "attempt ended"),
         Err(StoreError::LeaseLost(_)) => {

@@ -79,6 +79,7 @@ pub struct Runner {
     wakeup: Wakeup,
     running: RunningJobs,
     config: RunnerConfig,
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Runner {
@@ -90,12 +91,30 @@ impl Runner {
         config: RunnerConfig,
     ) -> Self {
         let owner = format!("{IN_PROCESS_OWNER_PREFIX}{:016x}", rand::random::<u64>());
-        Self { store, registry, owner, wakeup, running, config }
+        Self { store, registry, owner, wakeup, running, config, gate: None }
+    }
+
+    /// Claims only while `gate` holds `true`: an embedder (the benchmarks) can hold
+    /// the runner back while it loads work, then let it go. Running jobs are not
+    /// interrupted when the gate closes.
+    pub fn with_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    async fn gate_changed(gate: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+        let closed = match gate {
+            Some(gate) => gate.changed().await.is_err(),
+            None => true,
+        };
+        if closed {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Runs until `shutdown` fires, then lets in-flight jobs finish within the grace
     /// period and hands the rest back (`resumed`) so nothing accepted is lost.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         // On the embedded store this is the only server, so every in-process lease
         // is a previous run's. A shared store's other nodes hold live ones: their
         // jobs come back by lease expiry instead.
@@ -114,10 +133,17 @@ impl Runner {
         let jobs_cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut failures = 0u32;
+        let mut gate = self.gate.take();
+        // When only a finished job woke the runner, it waits until a quarter of its
+        // slots are free before claiming again: one claim (and one commit) then serves
+        // many jobs instead of one. Anything else (new work, the poll timer) claims at once.
+        let batch = (self.config.concurrency / 4).max(1);
+        let mut only_finished = false;
         while !shutdown.is_cancelled() {
             let free = permits.available_permits();
             let mut claimed_all = false;
-            if free > 0 && !kinds.is_empty() {
+            let worth_claiming = free > 0 && (!only_finished || free >= batch || tasks.is_empty());
+            if worth_claiming && !kinds.is_empty() && gate.as_ref().is_none_or(|gate| *gate.borrow()) {
                 match self.claim(&kinds, free).await {
                     Ok(claims) => {
                         failures = 0;
@@ -152,9 +178,13 @@ impl Runner {
                 self.config.poll_interval
             };
             tokio::select! {
-                _ = wakeups.changed() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = wakeups.changed() => only_finished = false,
+                _ = Self::gate_changed(&mut gate) => only_finished = false,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    while tasks.try_join_next().is_some() {}
+                    only_finished = true;
+                }
+                _ = tokio::time::sleep(pause) => only_finished = false,
                 _ = shutdown.cancelled() => {}
             }
         }
