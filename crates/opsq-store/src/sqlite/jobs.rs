@@ -76,6 +76,38 @@ fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome,
     Ok(SubmitOutcome::Created(created))
 }
 
+/// The numbers of the next waiting jobs (`?4` = now, `?5` = limit): for each kind
+/// pattern, its parameter and then one per account, from `?6` on.
+///
+/// One subquery per pattern, merged: each walks `jobs_waiting (kind, run_after)` in
+/// order and stops at the limit, where one `kind GLOB ? OR ...` filter would scan and
+/// sort every waiting job of every kind on each claim.
+fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String {
+    // Numbered explicitly: an anonymous `?` written before `?4` would take number 4.
+    let mut next = 5;
+    let mut mark = || {
+        next += 1;
+        format!("?{next}")
+    };
+    let per_kind: Vec<String> = patterns
+        .iter()
+        .map(|pattern| {
+            let op = if pattern.contains(['*', '?', '[']) { "GLOB" } else { "=" };
+            let kind = mark();
+            let accounts = match account_count {
+                Some(n) => format!(" AND account IN ({})", (0..n).map(|_| mark()).collect::<Vec<_>>().join(", ")),
+                None => String::new(),
+            };
+            format!(
+                "SELECT * FROM (SELECT number, run_after FROM jobs
+                   WHERE status IN ('notStarted', 'resumed') AND kind {op} {kind}{accounts} AND run_after <= ?4
+                   ORDER BY run_after, number LIMIT ?5)"
+            )
+        })
+        .collect();
+    format!("SELECT number FROM ({}) ORDER BY run_after, number LIMIT ?5", per_kind.join(" UNION ALL "))
+}
+
 /// `(kind GLOB ? OR kind GLOB ? ...)`; exact kinds are globs without wildcards.
 fn kind_clause(kinds: &[String], args: &mut Vec<Value>) -> String {
     if kinds.is_empty() {
@@ -136,7 +168,11 @@ impl SqliteStore {
     }
 
     pub(crate) fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
-        self.read(|c| {
+        if let Some(row) = self.statuses.get(number) {
+            return Ok(Some(row));
+        }
+        let start = self.statuses.begin_read();
+        let row = self.read(|c| {
             c.prepare_cached("SELECT number, account, location, status FROM jobs WHERE number = ?1")?
                 .query_row([number], |r| {
                     Ok(JobStatusRow {
@@ -147,7 +183,11 @@ impl SqliteStore {
                     })
                 })
                 .optional()
-        })
+        })?;
+        if let Some(row) = &row {
+            self.statuses.store(start, row.clone());
+        }
+        Ok(row)
     }
 
     pub(crate) fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
@@ -198,6 +238,9 @@ impl SqliteStore {
     }
 
     pub(crate) async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
+        if request.kinds.is_empty() {
+            return Ok(Vec::new());
+        }
         self.write(move |c| {
             let now = now_ms();
             let mut args = vec![
@@ -206,24 +249,22 @@ impl SqliteStore {
                 Value::Integer(request.lease_ms),
                 Value::Integer(now),
             ];
-            let mut filter = kind_clause(&request.kinds, &mut args);
-            if let Some(accounts) = &request.accounts {
-                filter = format!(
-                    "{filter} AND {}",
-                    in_clause("account", accounts.iter().map(|a| a.as_str().to_string()), &mut args)
-                );
-            }
             args.push(Value::Integer(request.limit.clamp(1, 1000) as i64));
+            let account_count = request.accounts.as_ref().map(Vec::len);
+            let waiting = waiting_by_kind(&request.kinds, account_count);
+            for kind in &request.kinds {
+                args.push(Value::Text(kind.clone()));
+                if let Some(accounts) = &request.accounts {
+                    args.extend(accounts.iter().map(|a| Value::Text(a.as_str().to_string())));
+                }
+            }
             let sql = format!(
                 "UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = ?1,
                         lease_token = lower(hex(randomblob(16))),
                         lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
                         started_at = COALESCE(started_at, ?2), status_at = ?2,
                         step_desc = 'Started'
-                 WHERE number IN (
-                     SELECT number FROM jobs
-                     WHERE status IN ('notStarted', 'resumed') AND run_after <= ?4 AND {filter}
-                     ORDER BY run_after, number LIMIT ?)
+                 WHERE number IN ({waiting})
                  RETURNING {JOB_COLUMNS}, lease_token, lease_until"
             );
             let claims = {

@@ -11,10 +11,11 @@ mod housekeeping;
 mod jobs;
 mod rows;
 mod schema;
+mod status_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -35,6 +36,7 @@ pub(crate) struct SqliteStore {
     writer: mpsc::UnboundedSender<WriteOp>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    statuses: Arc<status_cache::StatusCache>,
 }
 
 impl SqliteStore {
@@ -53,20 +55,37 @@ impl SqliteStore {
         let path = data_dir.join("opsq.db");
         let mut write_conn = Connection::open(&path)?;
         write_conn.busy_timeout(BUSY_TIMEOUT)?;
-        write_conn
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        plan_once(&write_conn)?;
+        write_conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+             PRAGMA temp_store=MEMORY;",
+        )?;
         schema::migrate(&mut write_conn)?;
 
         let reader_count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let readers =
             (0..reader_count).map(|_| open_reader(&path).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
 
+        // Every job row a transaction changes, so the status cache can drop it.
+        let touched: Arc<Mutex<Vec<i64>>> = Arc::default();
+        {
+            let touched = touched.clone();
+            write_conn.update_hook(Some(
+                move |_: rusqlite::hooks::Action, _: &str, table: &str, rowid: i64| {
+                    if table == "jobs" {
+                        touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(rowid);
+                    }
+                },
+            ));
+        }
+        let statuses = Arc::new(status_cache::StatusCache::default());
         let (writer, ops) = mpsc::unbounded_channel();
+        let writer_statuses = statuses.clone();
         std::thread::Builder::new()
             .name("opsq-sqlite-writer".into())
-            .spawn(move || run_writer(write_conn, ops))
+            .spawn(move || run_writer(write_conn, ops, &touched, &writer_statuses))
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
-        Ok(Self { path, writer, readers, next_reader: AtomicUsize::new(0) })
+        Ok(Self { path, writer, readers, next_reader: AtomicUsize::new(0), statuses })
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -116,22 +135,45 @@ impl SqliteStore {
     }
 }
 
+/// Plans each cached statement once, whatever its parameters. Otherwise SQLite
+/// re-prepares any statement whose plan looked at a bound value (partial-index and
+/// GLOB checks do) every time that parameter is bound: the claim statement was being
+/// parsed and planned again on every claim.
+fn plan_once(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    plan_once(&conn)?;
     // Reads go through the memory map instead of a read() call per page.
     conn.execute_batch("PRAGMA mmap_size = 268435456;")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
-fn run_writer(conn: Connection, mut ops: mpsc::UnboundedReceiver<WriteOp>) {
+fn run_writer(
+    conn: Connection,
+    mut ops: mpsc::UnboundedReceiver<WriteOp>,
+    touched: &Mutex<Vec<i64>>,
+    statuses: &status_cache::StatusCache,
+) {
     conn.set_prepared_statement_cache_capacity(64);
     let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
+    // Moves only when another connection (another process) commits.
+    let data_version = || conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get::<_, i64>(0));
+    let mut seen_version = data_version().ok();
     while let Some(first) = ops.blocking_recv() {
+        let version = data_version().ok();
+        if version != seen_version {
+            statuses.clear();
+            seen_version = version;
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match ops.try_recv() {
@@ -140,12 +182,19 @@ fn run_writer(conn: Connection, mut ops: mpsc::UnboundedReceiver<WriteOp>) {
             }
         }
         commit_batch(&conn, batch.drain(..));
+        statuses.committed(&mut touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     }
+}
+
+/// Runs one of the writer's fixed statements from the statement cache: parsing
+/// `SAVEPOINT`/`RELEASE` afresh for every write cost more than most writes.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
     let mut completions: Vec<Completion> = Vec::new();
-    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(err) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %err, "could not start a write transaction");
         for op in batch {
             let (_, completion) = op(None);
@@ -154,7 +203,7 @@ fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
         return;
     }
     for op in batch {
-        if conn.execute_batch("SAVEPOINT op").is_err() {
+        if exec(conn, "SAVEPOINT op").is_err() {
             continue;
         }
         // A panicking write must not take the writer thread (and every later write)
@@ -167,13 +216,13 @@ fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
                 (false, None)
             }
         };
-        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
-        if let Err(err) = conn.execute_batch(end) {
+        let rolled_back = if ok { Ok(()) } else { exec(conn, "ROLLBACK TO op") };
+        if let Err(err) = rolled_back.and_then(|()| exec(conn, "RELEASE op")) {
             tracing::error!(error = %err, "could not end a savepoint");
         }
         completions.extend(completion);
     }
-    let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let committed = exec(conn, "COMMIT").map_err(StoreError::from);
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }

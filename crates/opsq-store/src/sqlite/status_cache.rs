@@ -1,0 +1,133 @@
+//! The statuses clients poll, kept in memory so a status read costs a hash lookup
+//! instead of a read transaction.
+//!
+//! Exact, not eventually consistent: the writer connection's update hook records
+//! every job row a transaction touches, and after the commit those entries are
+//! dropped. A read that raced a commit (it started before the commit, and would
+//! store what it read after the entries were dropped) is not stored: each entry is
+//! stored only if no commit ended since the read began. Another process writing
+//! the file (`opsq admin` with `--data-dir`) empties the whole cache: the writer
+//! sees `PRAGMA data_version` move before its next transaction, and housekeeping
+//! writes every second, so such a change shows within about a second.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::types::JobStatusRow;
+
+const SHARDS: usize = 16;
+/// Entries per shard before the shard starts over: about 64k jobs in all, a few MiB.
+const SHARD_CAPACITY: usize = 4096;
+
+#[derive(Default)]
+pub(crate) struct StatusCache {
+    shards: [Mutex<HashMap<i64, JobStatusRow>>; SHARDS],
+    /// Commits whose touched jobs were dropped so far.
+    commits: AtomicU64,
+}
+
+/// Where a read stood when it began, for [`StatusCache::store`].
+pub(crate) struct ReadStart(u64);
+
+impl StatusCache {
+    fn shard(&self, number: i64) -> std::sync::MutexGuard<'_, HashMap<i64, JobStatusRow>> {
+        let shard = &self.shards[number.rem_euclid(SHARDS as i64) as usize];
+        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Call before reading the database.
+    pub(crate) fn begin_read(&self) -> ReadStart {
+        ReadStart(self.commits.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn get(&self, number: i64) -> Option<JobStatusRow> {
+        self.shard(number).get(&number).cloned()
+    }
+
+    /// Keeps what a read found, unless a commit ended since it began.
+    pub(crate) fn store(&self, start: ReadStart, row: JobStatusRow) {
+        let mut shard = self.shard(row.number);
+        // Checked under the shard lock, which `committed` also takes: a commit either
+        // ended before this check (the row is not stored) or drops it afterwards.
+        if self.commits.load(Ordering::Acquire) != start.0 {
+            return;
+        }
+        if shard.len() >= SHARD_CAPACITY {
+            shard.clear();
+        }
+        shard.insert(row.number, row);
+    }
+
+    /// Drops the jobs a transaction touched; call once it committed or rolled back.
+    pub(crate) fn committed(&self, touched: &mut Vec<i64>) {
+        let mut guards: Vec<_> =
+            self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        for number in touched.drain(..) {
+            guards[number.rem_euclid(SHARDS as i64) as usize].remove(&number);
+        }
+        self.commits.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Forgets everything: the database changed in ways this process did not see.
+    pub(crate) fn clear(&self) {
+        let mut guards: Vec<_> =
+            self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        guards.iter_mut().for_each(|shard| shard.clear());
+        self.commits.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsq_domain::{AccountAlias, JobStatus, Location};
+
+    use super::*;
+
+    fn row(number: i64, status: JobStatus) -> JobStatusRow {
+        JobStatusRow {
+            number,
+            account: AccountAlias::parse("ACME").unwrap(),
+            location: Location::parse("WA1").unwrap(),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_commit_drops_what_it_touched() {
+        let cache = StatusCache::default();
+        cache.store(cache.begin_read(), row(1, JobStatus::NotStarted));
+        cache.store(cache.begin_read(), row(2, JobStatus::NotStarted));
+        cache.committed(&mut vec![1]);
+        assert_eq!(cache.get(1), None);
+        assert_eq!(cache.get(2).map(|r| r.status), Some(JobStatus::NotStarted));
+    }
+
+    #[test]
+    fn a_read_that_raced_a_commit_is_not_kept() {
+        let cache = StatusCache::default();
+        let start = cache.begin_read();
+        cache.committed(&mut vec![7]);
+        cache.store(start, row(1, JobStatus::Executing));
+        assert_eq!(cache.get(1), None);
+    }
+
+    #[test]
+    fn clear_forgets_everything_and_fences_reads_in_flight() {
+        let cache = StatusCache::default();
+        cache.store(cache.begin_read(), row(1, JobStatus::Unknown));
+        let start = cache.begin_read();
+        cache.clear();
+        cache.store(start, row(2, JobStatus::Unknown));
+        assert_eq!((cache.get(1), cache.get(2)), (None, None));
+    }
+
+    #[test]
+    fn a_full_shard_starts_over() {
+        let cache = StatusCache::default();
+        for i in 0..(SHARD_CAPACITY as i64 + 1) {
+            cache.store(cache.begin_read(), row(i * SHARDS as i64, JobStatus::Succeeded));
+        }
+        assert_eq!(cache.shard(0).len(), 1);
+    }
+}
