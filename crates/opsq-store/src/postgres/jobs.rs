@@ -223,10 +223,10 @@ impl PostgresStore {
         for job in jobs {
             outcomes.push(submit_one(&tx, job, now).await?);
         }
-        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
-            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
-        }
         tx.commit().await?;
+        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
+            self.announce_ready();
+        }
         Ok(outcomes)
     }
 

@@ -49,6 +49,7 @@ pub(crate) struct PostgresStore {
     /// or compete for the housekeeping lock.
     signals: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::Signal>>,
     leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    announcer: std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl PostgresStore {
@@ -90,7 +91,14 @@ impl PostgresStore {
         let mut client = pool.get().await?;
         schema::migrate(&mut client).await?;
         drop(client);
-        Ok(Self { pool, description, config, signals: Default::default(), leader: Default::default() })
+        Ok(Self {
+            pool,
+            description,
+            config,
+            signals: Default::default(),
+            leader: Default::default(),
+            announcer: Default::default(),
+        })
     }
 
     /// Signals from every node sharing the database.
@@ -126,6 +134,12 @@ impl PostgresStore {
 
     /// A pooled connection, for one operation only: it goes back to the pool when
     /// dropped, so no operation holds one across unrelated waits.
+    /// Tells every node, after the commit, that jobs are ready (coalesced; see
+    /// [`signals::spawn_announcer`]).
+    pub(crate) fn announce_ready(&self) {
+        self.announcer.get_or_init(|| signals::spawn_announcer(self.pool.clone())).notify_one();
+    }
+
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         Ok(self.pool.get().await?)
     }

@@ -33,6 +33,31 @@ pub(crate) async fn notify_on_commit(
     Ok(())
 }
 
+/// Announces new work after commits instead of inside them, coalesced: a
+/// transaction that sent `NOTIFY` holds a database-wide lock from just before its
+/// commit until the commit is flushed, so notifying inside every submit made
+/// concurrent submits commit one at a time (no group flush). Announcements that
+/// arrive while one is being sent are folded into the next one.
+pub(crate) fn spawn_announcer(pool: deadpool_postgres::Pool) -> Arc<tokio::sync::Notify> {
+    let pending = Arc::new(tokio::sync::Notify::new());
+    let wake = pending.clone();
+    tokio::spawn(async move {
+        loop {
+            wake.notified().await;
+            let sent = async {
+                let client = pool.get().await?;
+                super::execute(&client, "SELECT pg_notify($1, '')", &[&WAKEUP_CHANNEL]).await
+            }
+            .await;
+            if let Err(err) = sent {
+                // Other nodes still poll; they find the work a poll interval later.
+                tracing::warn!(error = %err, "could not announce new jobs to other nodes");
+            }
+        }
+    });
+    pending
+}
+
 /// The notification to send for a signal: `(channel, payload)`.
 fn channel_of(signal: &Signal) -> (&'static str, String) {
     match signal {
