@@ -5,6 +5,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod housekeeping;
+mod recent;
 mod render;
 mod routes;
 pub mod runner;
@@ -132,6 +133,8 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
         running: wakeup::RunningJobs::default(),
         config,
         decoy_hash: Arc::new(decoy),
+        kinds: Arc::default(),
+        accounts: Arc::default(),
     })
 }
 

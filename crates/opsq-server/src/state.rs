@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use opsq_domain::AccountAlias;
-use opsq_store::Store;
+use opsq_store::{Account, KindSettings, Store};
+
+use crate::recent::Recent;
 
 use crate::auth::{Caller, LoginThrottle, TokenKeys};
 use crate::error::{ApiError, ApiResult};
@@ -30,6 +32,10 @@ pub struct AppState {
     /// An argon2id hash of nothing anyone knows, checked when a username does not
     /// exist so that failed logins take the same time either way.
     pub decoy_hash: Arc<String>,
+    /// Kinds' stored defaults, read on every submission.
+    pub kinds: Arc<Recent<String, Option<KindSettings>>>,
+    /// Accounts as submissions look them up.
+    pub accounts: Arc<Recent<AccountAlias, Option<Account>>>,
 }
 
 impl AppState {
@@ -41,8 +47,18 @@ impl AppState {
         max_attempts: Option<u32>,
         safe_to_repeat: Option<bool>,
     ) -> ApiResult<(u32, bool)> {
-        let settings = self.store.kind(kind.as_str()).await?;
+        let settings = self.kind_settings(kind.as_str()).await?;
         Ok(apply_kind_defaults(settings.as_ref(), max_attempts, safe_to_repeat))
+    }
+
+    /// A kind's stored settings, at most [`crate::recent::RECENT_TTL`] old.
+    pub async fn kind_settings(&self, kind: &str) -> ApiResult<Option<KindSettings>> {
+        Ok(self.kinds.get_or_load(&kind.to_string(), || self.store.kind(kind)).await?)
+    }
+
+    /// An account, at most [`crate::recent::RECENT_TTL`] old.
+    pub async fn account(&self, alias: &AccountAlias) -> ApiResult<Option<Account>> {
+        Ok(self.accounts.get_or_load(alias, || self.store.account(alias)).await?)
     }
 
     /// Resolves the `{alias}` of a URL for this caller: 403 unless it is the caller's

@@ -79,10 +79,9 @@ async fn main() -> anyhow::Result<()> {
         post(move |Json(body): Json<Value>| {
             let (file, gate_tx) = (file.clone(), gate_tx.clone());
             async move {
-                let opened = match body["results"].as_str() {
-                    Some(path) => Some(std::fs::OpenOptions::new().create(true).append(true).open(path)),
-                    None => None,
-                };
+                let opened = body["results"]
+                    .as_str()
+                    .map(|path| std::fs::OpenOptions::new().create(true).append(true).open(path));
                 let opened = opened.transpose().map_err(|e| e.to_string())?;
                 let running = opened.is_some();
                 *file.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = opened;

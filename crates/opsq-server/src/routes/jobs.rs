@@ -147,7 +147,6 @@ async fn submission_target(
         return Err(ApiError::UnsupportedMediaType("send the job as application/json".into()));
     }
     let account = state
-        .store
         .account(&alias)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
@@ -161,7 +160,7 @@ async fn kind_settings<'a>(
 ) -> ApiResult<HashMap<String, KindSettings>> {
     let mut settings = HashMap::new();
     for kind in kinds.into_iter().collect::<HashSet<_>>() {
-        if let Some(found) = state.store.kind(kind).await? {
+        if let Some(found) = state.kind_settings(kind).await? {
             settings.insert(kind.to_string(), found);
         }
     }

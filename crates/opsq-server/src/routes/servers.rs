@@ -42,7 +42,6 @@ pub async fn queue_operation(
         _ => None,
     };
     let account = state
-        .store
         .account(&alias)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("account {alias} was not found")))?;
