@@ -58,12 +58,12 @@ EOF
 }
 {
   echo "["
-  opsq_peer opsq-sqlite none 58101 inproc sqlite 1 64; echo ","
+  opsq_peer opsq-sqlite none 58101 inproc sqlite 1 256; echo ","
   opsq_peer "opsq-sqlite(ext)" none 58102 external sqlite 2 24; echo ","
-  opsq_peer opsq-pg pg 58103 inproc pg 1 64; echo ","
+  opsq_peer opsq-pg pg 58103 inproc pg 1 256; echo ","
   opsq_peer "opsq-pg(ext)" pg 58104 external pg 2 24; echo ","
-  opsq_peer "opsq-sqlite@1k" none 58105 inproc sqlite 1 64 1000; echo ","
-  opsq_peer "opsq-sqlite@1M" none 58106 inproc sqlite 1 64 1000000
+  opsq_peer "opsq-sqlite@1k" none 58105 inproc sqlite 1 256 1000; echo ","
+  opsq_peer "opsq-sqlite@1M" none 58106 inproc sqlite 1 256 1000000
   echo "]"
 } >"$OUT/opsq-peers.json"
 export PB_EXTRA_PEERS="$OUT/opsq-peers.json"

@@ -351,8 +351,12 @@ impl SqliteStore {
     ) -> Result<Job, StoreError> {
         self.write(move |c| {
             let now = now_ms();
-            let current = c
-                .prepare_cached(
+            // Success ends the job whatever its attempt count or a cancel request, so
+            // only the other outcomes read the job first; the update is fenced either way.
+            let current = if matches!(outcome, JobOutcome::Succeeded(_)) {
+                Some((0, 0, false, None))
+            } else {
+                c.prepare_cached(
                     "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
                      WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
                 )?
@@ -364,7 +368,8 @@ impl SqliteStore {
                         r.get::<_, Option<String>>(3)?,
                     ))
                 })
-                .optional()?;
+                .optional()?
+            };
             let Some((attempt, max_attempts, cancel_requested, cancel_reason)) = current else {
                 return Err(lease_lost_or_missing(c, number));
             };
@@ -382,14 +387,28 @@ impl SqliteStore {
                     "UPDATE jobs SET status = ?2, result = ?3, error = ?4, run_after = ?5, step_desc = ?6,
                             status_at = ?7, finished_at = ?8, percent = {percent_sql},
                             lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                     WHERE number = ?1
+                     WHERE number = ?1 AND lease_token = ?9 AND status = 'executing' AND lease_until >= ?7
                      RETURNING {JOB_COLUMNS}"
                 ))?
                 .query_row(
-                    params![number, status.as_str(), result, error, run_after, description, now, finished_at],
+                    params![
+                        number,
+                        status.as_str(),
+                        result,
+                        error,
+                        run_after,
+                        description,
+                        now,
+                        finished_at,
+                        lease_token
+                    ],
                     rows::job,
-                )?;
-            record_event(c, number, now, status, attempt as u32, &message)?;
+                )
+                .optional()?;
+            let Some(job) = job else {
+                return Err(lease_lost_or_missing(c, number));
+            };
+            record_event(c, number, now, status, job.attempt, &message)?;
             Ok(job)
         })
         .await
