@@ -1,7 +1,7 @@
 //! Submitting jobs and reading them back: numbers, fields, idempotency, history,
 //! listing and scheduling.
 
-use opsq_domain::JobStatus;
+use opsq_domain::{JobStatus, NewJob};
 use opsq_store::{now_ms, JobFilter, JobOutcome, JobStatusRow, Store, SubmitOutcome};
 use serde_json::json;
 
@@ -153,6 +153,30 @@ pub async fn idempotency_key_returns_the_first_job(store: Store) {
     let b = submit(&store, new_job("ACME", "t.work")).await;
     assert_ne!(a.number, b.number);
     assert_eq!(store.list_jobs(everything).await.unwrap().len(), 4);
+}
+
+/// A batch without idempotency keys (one statement on PostgreSQL) answers in the
+/// order it was sent, with rising numbers, and records each job's acceptance.
+pub async fn a_batch_without_keys_keeps_its_order(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let jobs: Vec<NewJob> = (0..50)
+        .map(|i| NewJob {
+            title: format!("job {i}"),
+            payload: json!({ "i": i }),
+            ..new_job("ACME", "t.work")
+        })
+        .collect();
+    let outcomes = store.submit(jobs).await.unwrap();
+    assert_eq!(outcomes.len(), 50);
+    let mut previous = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let SubmitOutcome::Created(job) = outcome else { panic!("expected Created, got {outcome:?}") };
+        assert_eq!((job.title.as_str(), &job.payload), (format!("job {i}").as_str(), &json!({ "i": i })));
+        assert!(job.number > previous, "numbers rise in submission order");
+        previous = job.number;
+        let events = store.job_events(job.number).await.unwrap();
+        assert_eq!(events.len(), 1, "one acceptance event for job {i}");
+    }
 }
 
 pub async fn submit_accepts_several_jobs_in_one_call(store: Store) {

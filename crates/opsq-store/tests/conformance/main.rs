@@ -200,6 +200,7 @@ macro_rules! all_conformance_tests {
             jobs::submitted_job_has_one_history_event,
             jobs::idempotency_key_returns_the_first_job,
             jobs::submit_accepts_several_jobs_in_one_call,
+            jobs::a_batch_without_keys_keeps_its_order,
             jobs::waiting_jobs_show_when_they_run,
             jobs::unknown_jobs_are_absent,
             jobs::list_jobs_filters_and_pages,
