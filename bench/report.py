@@ -85,24 +85,23 @@ def main():
         p = pick(cands, key=cands.get)
         return p, cands[p]
 
-    bp, bv = best(w1, "drain_rate", max)
-    for name, need in (("opsq-sqlite", 2.0), ("opsq-pg", 1.5), ("opsq-sqlite(ext)", 2.0), ("opsq-pg(ext)", 1.5)):
-        if name in w1 and bp:
-            v = med([r["drain_rate"] for r in w1[name]])
-            targets.append(f"| W1 drain, {name} vs {bp} | {v:.0f} / {bv:.0f} = {v / bv:.2f}x | >= {need}x "
-                           f"| {verdict(v / bv >= need)} |")
-    bp, bv = best(w2, "p50_ms", min)
-    for name, need in (("opsq-sqlite", 0.5), ("opsq-pg", 0.5), ("opsq-sqlite(ext)", 1.0), ("opsq-pg(ext)", 1.0)):
-        if name in w2 and bp:
-            v = med([r["p50_ms"] for r in w2[name]])
-            targets.append(f"| W2 p50, {name} vs {bp} | {v:.2f} / {bv:.2f} ms = {v / bv:.2f}x | <= {need}x "
-                           f"| {verdict(v / bv <= need)} |")
-    bp, bv = best(s64p, "enqueue_rate", max, DURABLE_PEERS)
-    for name in ("opsq-sqlite", "opsq-pg"):
-        if name in s64p and bp:
-            v = med([r["enqueue_rate"] for r in s64p[name]])
-            targets.append(f"| S64, {name} vs {bp} | {v:.0f} / {bv:.0f} = {v / bv:.2f}x | >= 3x "
-                           f"| {verdict(v / bv >= 3)} |")
+    def against_best(label, phase_map, key, needs, higher_is_better, unit="", only=None, f="{:.0f}"):
+        """One target row per opsq variant: its median over the best peer's median."""
+        bp, bv = best(phase_map, key, max if higher_is_better else min, only)
+        for name, need in needs:
+            if name in phase_map and bp:
+                v = med([r[key] for r in phase_map[name]])
+                ok = v / bv >= need if higher_is_better else v / bv <= need
+                sign = ">=" if higher_is_better else "<="
+                targets.append(f"| {label}, {name} vs {bp} | {f.format(v)} / {f.format(bv)}{unit} = {v / bv:.2f}x "
+                               f"| {sign} {need}x | {verdict(ok)} |")
+
+    against_best("W1 drain", w1, "drain_rate",
+                 (("opsq-sqlite", 2.0), ("opsq-pg", 1.5), ("opsq-sqlite(ext)", 2.0), ("opsq-pg(ext)", 1.5)), True)
+    against_best("W2 p50", w2, "p50_ms",
+                 (("opsq-sqlite", 0.5), ("opsq-pg", 0.5), ("opsq-sqlite(ext)", 1.0), ("opsq-pg(ext)", 1.0)), False,
+                 unit=" ms", f="{:.2f}")
+    against_best("S64", s64p, "enqueue_rate", (("opsq-sqlite", 3), ("opsq-pg", 3)), True, only=DURABLE_PEERS)
 
     if w3:
         lines += ["| status reads (W3/W4) | jobs stored | opsq req/s | trivial axum req/s | ratio | opsq p99 ms |",
