@@ -95,9 +95,9 @@ fn stop_server(env: &Env) -> anyhow::Result<()> {
     let alive = |pid| unsafe { libc::kill(pid, 0) == 0 };
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
+    // The server was started by an earlier `setup` process, so it is never this
+    // process's child: once it exits, signal 0 fails.
     while alive(pid) && Instant::now() < deadline {
-        // Reap it if it is our child (it is not, when setup ran in another process).
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         std::thread::sleep(Duration::from_millis(20));
     }
     if alive(pid) {
