@@ -181,8 +181,11 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch.drain(..));
-        statuses.committed(&mut touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // The cache forgets what the transaction changed before any caller hears of
+        // the commit, so a caller's next status read sees its own write.
+        commit_batch(&conn, batch.drain(..), || {
+            statuses.committed(&mut touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        });
     }
 }
 
@@ -192,7 +195,9 @@ fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
+/// Runs a batch in one transaction; `ended` runs once it committed or rolled back,
+/// before any caller is told the outcome.
+fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>, ended: impl FnOnce()) {
     let mut completions: Vec<Completion> = Vec::new();
     if let Err(err) = exec(conn, "BEGIN IMMEDIATE") {
         tracing::error!(error = %err, "could not start a write transaction");
@@ -226,6 +231,7 @@ fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>) {
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    ended();
     for completion in completions {
         let outcome = match &committed {
             Ok(()) => Ok(()),

@@ -155,6 +155,22 @@ pub async fn idempotency_key_returns_the_first_job(store: Store) {
     assert_eq!(store.list_jobs(everything).await.unwrap().len(), 4);
 }
 
+/// Whoever was told a write committed reads its effect at once, on every attempt
+/// (the embedded store serves statuses from a cache the write must have cleared).
+pub async fn a_status_read_right_after_a_write_sees_it(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let job = submit(&store, NewJob { max_attempts: 100, ..new_job("ACME", "t.flip") }).await;
+    for round in 0..50 {
+        let claim = claim_job(&store, &job, "w", LONG_LEASE_MS).await;
+        let read = store.job_status(job.number).await.unwrap().map(|row| row.status);
+        assert_eq!(read, Some(JobStatus::Executing), "round {round}");
+        let retry = JobOutcome::Retryable { error: "again".into(), run_after: Some(0) };
+        store.finish(job.number, &claim.lease_token, retry).await.unwrap();
+        let read = store.job_status(job.number).await.unwrap().map(|row| row.status);
+        assert_eq!(read, Some(JobStatus::Resumed), "round {round}");
+    }
+}
+
 /// A batch without idempotency keys (one statement on PostgreSQL) answers in the
 /// order it was sent, with rising numbers, and records each job's acceptance.
 pub async fn a_batch_without_keys_keeps_its_order(store: Store) {

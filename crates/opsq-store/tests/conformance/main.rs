@@ -201,6 +201,7 @@ macro_rules! all_conformance_tests {
             jobs::idempotency_key_returns_the_first_job,
             jobs::submit_accepts_several_jobs_in_one_call,
             jobs::a_batch_without_keys_keeps_its_order,
+            jobs::a_status_read_right_after_a_write_sees_it,
             jobs::waiting_jobs_show_when_they_run,
             jobs::unknown_jobs_are_absent,
             jobs::list_jobs_filters_and_pages,
