@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use opsq_domain::{AccountAlias, JobStatus, Location, Roles};
 use opsq_server::{RunnerConfig, ServeOptions};
-use opsq_store::{Account, NewUser, Store};
+use opsq_store::{Account, ClaimRequest, NewUser, Store};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -159,6 +159,11 @@ impl TestServer {
         assert_eq!(code, 202, "{body}");
         body["id"].as_str().unwrap().to_string()
     }
+}
+
+/// A claim of one job of `kind` for `owner`, with a minute's lease.
+pub fn claim_one(kind: &str, owner: &str) -> ClaimRequest {
+    ClaimRequest { kinds: vec![kind.into()], limit: 1, owner: owner.into(), lease_ms: 60_000, accounts: None }
 }
 
 pub fn alias(name: &str) -> AccountAlias {

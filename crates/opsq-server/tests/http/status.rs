@@ -1,10 +1,10 @@
 use base64::Engine;
 use opsq_domain::{JobStatus, Progress};
 use opsq_server::auth::TokenKeys;
-use opsq_store::{ClaimRequest, JobOutcome};
+use opsq_store::JobOutcome;
 use serde_json::json;
 
-use crate::harness::{alias, assert_error, TestServer, PASSWORD};
+use crate::harness::{alias, assert_error, claim_one, TestServer, PASSWORD};
 
 #[tokio::test]
 async fn reports_every_status_as_the_job_moves() {
@@ -27,14 +27,7 @@ async fn reports_every_status_as_the_job_moves() {
         let id = server.submit(&token, "OPSQ", kind).await;
         numbers.push(id);
     }
-    let claim = |kind: &str, owner: &str| ClaimRequest {
-        kinds: vec![kind.into()],
-        limit: 1,
-        owner: owner.into(),
-        lease_ms: 60_000,
-        accounts: None,
-    };
-    let failing = server.store.claim(claim("t.fail", "w:1")).await.unwrap().remove(0);
+    let failing = server.store.claim(claim_one("t.fail", "w:1")).await.unwrap().remove(0);
     assert_eq!(server.status_of(&token, "OPSQ", &numbers[0]).await.1["status"], "executing");
     server
         .store
@@ -43,7 +36,7 @@ async fn reports_every_status_as_the_job_moves() {
         .unwrap();
     assert_eq!(server.status_of(&token, "OPSQ", &numbers[0]).await.1["status"], "failed");
 
-    server.store.claim(claim("t.resume", "lost:1")).await.unwrap();
+    server.store.claim(claim_one("t.resume", "lost:1")).await.unwrap();
     server.store.rescue(Some("lost:".into())).await.unwrap();
     assert_eq!(server.status_of(&token, "OPSQ", &numbers[1]).await.1["status"], "resumed");
 
@@ -52,11 +45,11 @@ async fn reports_every_status_as_the_job_moves() {
         .await;
     assert_eq!(code, 202);
     let unsafe_id = body["id"].as_str().unwrap().to_string();
-    server.store.claim(claim("t.unsafe", "gone:1")).await.unwrap();
+    server.store.claim(claim_one("t.unsafe", "gone:1")).await.unwrap();
     server.store.rescue(Some("gone:".into())).await.unwrap();
     assert_eq!(server.status_of(&token, "OPSQ", &unsafe_id).await.1["status"], "unknown");
 
-    let running = server.store.claim(claim("t.run", "w:2")).await.unwrap().remove(0);
+    let running = server.store.claim(claim_one("t.run", "w:2")).await.unwrap().remove(0);
     let progress = Progress { percent: 40, step_number: 2, description: "Copying".into() };
     server.store.heartbeat(running.job.number, &running.lease_token, Some(progress), 60_000).await.unwrap();
     let (_, job) = server.get(&token, &format!("/v2/operations/OPSQ/jobs/{}", numbers[3])).await;
