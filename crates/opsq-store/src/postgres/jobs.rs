@@ -12,6 +12,7 @@ use deadpool_postgres::GenericClient;
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
 use tokio_postgres::types::ToSql;
 
+use super::finisher::{record as record_finishes, spawn_finisher, FinishRequest};
 use super::glob::globs_to_regexes;
 use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
 use super::signals;
@@ -157,25 +158,6 @@ const HEARTBEAT_WITH_PROGRESS: &str = "UPDATE jobs
          lease_until = $4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3)
      WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $4
      RETURNING cancel_requested, lease_until";
-
-const FINISH: &str = concat!(
-    "WITH done AS (
-         UPDATE jobs SET status = $2::text, result = $3, error = $4, run_after = $5, step_desc = $6,
-                status_at = $7, finished_at = $8,
-                percent = CASE WHEN $2::text = 'succeeded' THEN 100 ELSE percent END,
-                lease_owner = NULL, lease_token = NULL, lease_until = NULL
-         WHERE number = $1
-         RETURNING ",
-    job_columns!(),
-    "
-     ), recorded AS (
-         INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, $7, status, attempt, $9::text FROM done
-     )
-     SELECT ",
-    job_columns!(),
-    " FROM done"
-);
 
 pub(crate) async fn record_event(
     c: &impl GenericClient,
@@ -430,60 +412,23 @@ impl PostgresStore {
         }
     }
 
+    /// Queues the outcome for the batcher ([`super::finisher`]) and waits for its
+    /// answer.
     pub(crate) async fn finish(
         &self,
         number: i64,
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let now = now_ms();
-        let current = query_opt(
-            &tx,
-            "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
-             WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $3
-             FOR UPDATE",
-            &[&number, &lease_token, &now],
-        )
-        .await?;
-        let Some(current) = current else {
-            return Err(lease_lost_or_missing(&tx, number).await);
-        };
-        let attempt: i32 = current.try_get(0)?;
-        let max_attempts: i32 = current.try_get(1)?;
-        let cancel_requested: bool = current.try_get(2)?;
-        let cancel_reason: Option<String> = current.try_get(3)?;
-        let rules::Finished { status, result, error, run_after, description, message } = rules::finish(
-            outcome,
-            i64::from(attempt),
-            i64::from(max_attempts),
-            cancel_reason.as_deref().filter(|_| cancel_requested),
-            now,
-        )?;
-        let finished_at = status.is_terminal().then_some(now);
-        let row = query_one(
-            &tx,
-            FINISH,
-            &[
-                &number,
-                &status.as_str(),
-                &result,
-                &error,
-                &run_after,
-                &description,
-                &now,
-                &finished_at,
-                &message,
-            ],
-        )
-        .await?;
-        let job = rows::job(&row)?;
-        if job.status == JobStatus::Resumed && job.run_after <= now {
-            signals::notify_on_commit(&tx, Signal::JobsReady).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = FinishRequest { number, lease_token, outcome, reply };
+        let batcher = self.finisher.get_or_init(|| spawn_finisher(self.pool.clone()));
+        if let Err(unsent) = batcher.send(request) {
+            // The batcher went with the runtime that started it (a store shared
+            // between runtimes): record this one here.
+            record_finishes(&self.pool, vec![unsent.0]).await;
         }
-        tx.commit().await?;
-        Ok(job)
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

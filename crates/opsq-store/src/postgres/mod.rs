@@ -5,13 +5,15 @@
 //! read-then-write locks what it read (`SELECT ... FOR UPDATE`), so concurrent calls
 //! from many nodes keep the same rules the single-writer SQLite store keeps. Claims
 //! take waiting jobs with `FOR UPDATE SKIP LOCKED`, so claimers never wait for each
-//! other. There is no group commit here: PostgreSQL pipelines commits itself.
+//! other. Attempt outcomes, the busiest write, are recorded many to a statement
+//! ([`finisher`]); PostgreSQL groups the flushes of other concurrent commits itself.
 //!
 //! Connections are plain TCP (`NoTls`): TLS to the database is not supported yet, so
 //! run it on a trusted network or through a local proxy.
 
 mod accounts;
 mod control;
+mod finisher;
 mod glob;
 mod housekeeping;
 mod jobs;
@@ -50,6 +52,7 @@ pub(crate) struct PostgresStore {
     signals: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::Signal>>,
     leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     announcer: std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>,
+    finisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<finisher::FinishRequest>>,
 }
 
 impl PostgresStore {
@@ -98,6 +101,7 @@ impl PostgresStore {
             signals: Default::default(),
             leader: Default::default(),
             announcer: Default::default(),
+            finisher: Default::default(),
         })
     }
 

@@ -133,6 +133,57 @@ pub async fn concurrent_finishes_record_one_outcome(store: Store) {
     }
 }
 
+/// Outcomes of many jobs reported at once (a busy node): each caller gets its own
+/// job's answer, whatever the others reported, and a stale lease spoils only its own.
+pub async fn concurrent_finishes_of_many_jobs_each_get_their_own_answer(store: Store) {
+    const JOBS: usize = 64;
+    accounts(&store, &["ACME"]).await;
+    for _ in 0..JOBS {
+        submit(&store, new_job("ACME", "t.many")).await;
+    }
+    let claims = claim(&store, &["t.many"], "w-1", 100).await;
+    assert_eq!(claims.len(), JOBS);
+    let mut tasks = JoinSet::new();
+    for (i, c) in claims.iter().enumerate() {
+        let (store, number) = (store.clone(), c.job.number);
+        let (token, outcome) = match i % 4 {
+            0 => (c.lease_token.clone(), JobOutcome::Succeeded(json!({ "job": number }))),
+            1 => (c.lease_token.clone(), JobOutcome::Fatal(format!("job {number} broke"))),
+            2 => (
+                c.lease_token.clone(),
+                JobOutcome::Retryable { error: format!("job {number} later"), run_after: None },
+            ),
+            _ => (format!("{}0", c.lease_token), JobOutcome::Succeeded(json!("stale"))),
+        };
+        tasks.spawn(async move { (i, number, store.finish(number, &token, outcome).await) });
+    }
+    let mut answered = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (i, number, answer) = done.expect("finishing task");
+        let stored = job(&store, number).await;
+        match i % 4 {
+            3 => {
+                assert_lease_lost(answer, number);
+                assert_eq!(stored.status, JobStatus::Executing, "a stale token changes nothing");
+            }
+            kind => {
+                let finished = answer.unwrap_or_else(|e| panic!("job {number}: {e}"));
+                assert_eq!(finished, stored, "the answer is the stored job {number}");
+                let expected = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Resumed][kind];
+                assert_eq!(stored.status, expected, "job {number}");
+                match kind {
+                    0 => assert_eq!(stored.result, Some(json!({ "job": number }))),
+                    1 => assert_eq!(stored.error.as_deref(), Some(format!("job {number} broke").as_str())),
+                    _ => assert_eq!(stored.error.as_deref(), Some(format!("job {number} later").as_str())),
+                }
+                assert_eq!(event_statuses(&store, number).await.last(), Some(&expected));
+            }
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, JOBS);
+}
+
 pub async fn finish_racing_rescue_records_one_outcome(store: Store) {
     accounts(&store, &["ACME"]).await;
     for round in 0..10 {
