@@ -271,8 +271,10 @@ impl PostgresStore {
             outcomes
         };
         tx.commit().await?;
-        if outcomes.iter().any(|o| matches!(o, SubmitOutcome::Created(_))) {
+        let created = outcomes.iter().filter(|o| matches!(o, SubmitOutcome::Created(_))).count();
+        if created > 0 {
             self.announce_ready();
+            self.note_inserted(created);
         }
         Ok(outcomes)
     }

@@ -20,6 +20,7 @@ mod jobs;
 mod rows;
 mod schema;
 pub(crate) mod signals;
+mod statistics;
 
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ pub(crate) struct PostgresStore {
     leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     announcer: std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>,
     finisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<finisher::FinishRequest>>,
+    statistics: std::sync::OnceLock<std::sync::Arc<statistics::StatisticsKeeper>>,
 }
 
 impl PostgresStore {
@@ -102,6 +104,7 @@ impl PostgresStore {
             leader: Default::default(),
             announcer: Default::default(),
             finisher: Default::default(),
+            statistics: Default::default(),
         })
     }
 
@@ -136,14 +139,22 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// A pooled connection, for one operation only: it goes back to the pool when
-    /// dropped, so no operation holds one across unrelated waits.
     /// Tells every node, after the commit, that jobs are ready (coalesced; see
     /// [`signals::spawn_announcer`]).
     pub(crate) fn announce_ready(&self) {
         self.announcer.get_or_init(|| signals::spawn_announcer(self.pool.clone())).notify_one();
     }
 
+    /// Counts jobs this node inserted, so the planner statistics follow bursts (see
+    /// [`statistics`]).
+    pub(crate) fn note_inserted(&self, count: usize) {
+        self.statistics
+            .get_or_init(|| statistics::StatisticsKeeper::spawn(self.pool.clone()))
+            .inserted(count as u64);
+    }
+
+    /// A pooled connection, for one operation only: it goes back to the pool when
+    /// dropped, so no operation holds one across unrelated waits.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         Ok(self.pool.get().await?)
     }

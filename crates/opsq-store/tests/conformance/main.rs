@@ -260,3 +260,40 @@ macro_rules! all_conformance_tests {
 
 all_conformance_tests!(sqlite, sqlite_store);
 all_conformance_tests!(postgres, postgres_store);
+
+/// What only the PostgreSQL store does, because only it plans from statistics.
+mod postgres_only {
+    use crate::support::*;
+    use crate::{pg_connect, postgres_store, with_database, PgScratchDatabase};
+
+    /// A burst into an empty table must not leave the planner believing it is empty
+    /// (claims would then sort every waiting job): the store refreshes the
+    /// statistics itself, long before autovacuum would (switched off here, so only
+    /// the store can have done it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_submissions_refreshes_the_planner_statistics() {
+        let Some((store, guard)) = postgres_store().await else { return };
+        let scratch = guard.downcast_ref::<PgScratchDatabase>().expect("a PostgreSQL scratch database");
+        let db = pg_connect(&with_database(&scratch.admin_url, &scratch.name)).await.expect("connect");
+        db.batch_execute("ALTER TABLE jobs SET (autovacuum_enabled = false)").await.expect("alter");
+        let known = || async {
+            let row =
+                db.query_one("SELECT reltuples::float8 FROM pg_class WHERE oid = 'jobs'::regclass", &[]);
+            row.await.expect("read pg_class").get::<_, f64>(0)
+        };
+        assert!(known().await < 1.0, "a new table has no statistics yet");
+        accounts(&store, &["ACME"]).await;
+        for _ in 0..3 {
+            let batch = (0..1000).map(|_| new_job("ACME", "t.burst")).collect();
+            store.submit(batch).await.expect("submit a batch");
+        }
+        let rows = eventually("the statistics to count the burst", || async {
+            let rows = known().await;
+            (rows >= 2000.0).then_some(rows)
+        })
+        .await;
+        assert!(rows <= 3000.0, "the statistics count {rows} jobs of 3000");
+        drop(db);
+        drop(guard);
+    }
+}
