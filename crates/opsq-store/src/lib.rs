@@ -7,6 +7,7 @@
 //! durability does not cost one fsync per job; PostgreSQL groups commits itself.
 
 pub mod backoff;
+mod dispatch;
 mod error;
 mod postgres;
 mod rules;
@@ -14,6 +15,7 @@ mod sqlite;
 mod store;
 mod types;
 
+pub use dispatch::Dispatch;
 pub use error::StoreError;
 pub use store::Store;
 

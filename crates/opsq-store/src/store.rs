@@ -1,8 +1,9 @@
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
 
+use crate::dispatch::Dispatch;
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::types::*;
@@ -13,6 +14,8 @@ use crate::{Signal, StoreError};
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
+    /// The in-process runner's offer of free slots, if it made one.
+    dispatch: Arc<RwLock<Option<Arc<Dispatch>>>>,
 }
 
 enum Backend {
@@ -44,7 +47,7 @@ macro_rules! dispatch_read {
 impl Store {
     /// Opens (creating if needed) the embedded store in `data_dir` and applies migrations.
     pub fn open_sqlite(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self { backend: Arc::new(Backend::Sqlite(SqliteStore::open(data_dir)?)) })
+        Ok(Self::over(Backend::Sqlite(SqliteStore::open(data_dir)?)))
     }
 
     /// Connects to a shared PostgreSQL database (`postgres://user:password@host:port/db`)
@@ -52,7 +55,17 @@ impl Store {
     /// database that cannot be reached fails within seconds as
     /// [`StoreError::Unavailable`]. Connections do not use TLS yet.
     pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
-        Ok(Self { backend: Arc::new(Backend::Postgres(Box::new(PostgresStore::open(url).await?))) })
+        Ok(Self::over(Backend::Postgres(Box::new(PostgresStore::open(url).await?))))
+    }
+
+    fn over(backend: Backend) -> Self {
+        Self { backend: Arc::new(backend), dispatch: Arc::default() }
+    }
+
+    /// Lets submissions start jobs on the slots `dispatch` offers (see [`Dispatch`]);
+    /// `None` takes the offer away. One runner per store makes offers.
+    pub fn set_dispatch(&self, dispatch: Option<Arc<Dispatch>>) {
+        *self.dispatch.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
     }
 
     /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db` or
@@ -134,8 +147,26 @@ impl Store {
 
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
+    /// Jobs of a kind the in-process runner offers free slots for start at once, in
+    /// the same transaction ([`Dispatch`]); their outcomes show them started.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
-        dispatch!(self, s => s.submit(jobs).await)
+        let offer = self.dispatch.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        match (&*self.backend, offer) {
+            (Backend::Sqlite(s), offer) => s.submit(jobs, offer).await,
+            (Backend::Postgres(p), None) => p.submit(jobs, None).await,
+            // Spawned, so that it runs to the end even if the caller stops waiting: the
+            // claims it makes must reach the runner, or they would sit leased.
+            (Backend::Postgres(_), Some(offer)) => {
+                let store = self.clone();
+                let submitting = tokio::spawn(async move {
+                    match &*store.backend {
+                        Backend::Postgres(p) => p.submit(jobs, Some(offer)).await,
+                        Backend::Sqlite(s) => s.submit(jobs, Some(offer)).await,
+                    }
+                });
+                submitting.await.map_err(|_| StoreError::Closed)?
+            }
+        }
     }
 
     /// Signals from every node sharing this store; `None` for the embedded store,

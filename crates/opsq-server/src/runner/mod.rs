@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsq_store::{ClaimRequest, Store, StoreError};
+use opsq_store::{ClaimRequest, Dispatch, Store, StoreError};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,17 @@ impl Registry {
     pub fn merge(&mut self, other: Registry) {
         self.handlers.extend(other.handlers);
     }
+}
+
+/// What ended the runner's last wait, which decides whether to claim now.
+enum Woke {
+    /// New work, the poll timer, the gate: claim.
+    Other,
+    /// Only finished jobs: claim once a quarter of the slots is free (or none runs),
+    /// so one claim and one commit serve many jobs instead of one.
+    Finished,
+    /// A submission started a job on an offered slot: nothing new to claim.
+    Dispatched,
 }
 
 pub struct Runner {
@@ -134,33 +145,31 @@ impl Runner {
         let mut tasks = JoinSet::new();
         let mut failures = 0u32;
         let mut gate = self.gate.take();
-        // When only a finished job woke the runner, it waits until a quarter of its
-        // slots are free before claiming again: one claim (and one commit) then serves
-        // many jobs instead of one. Anything else (new work, the poll timer) claims at once.
         let batch = (self.config.concurrency / 4).max(1);
-        let mut only_finished = false;
+        // Free slots are offered to submissions while the runner waits, so a job
+        // submitted to an idle runner starts in its submission's commit.
+        let (dispatch, mut dispatched) =
+            Dispatch::new(kinds.iter().cloned(), &self.owner, self.config.lease.as_millis() as i64);
+        self.store.set_dispatch(Some(dispatch.clone()));
+        let mut woke = Woke::Other;
         while !shutdown.is_cancelled() {
+            dispatch.withdraw();
             let free = permits.available_permits();
+            let gate_open = gate.as_ref().is_none_or(|gate| *gate.borrow());
             let mut claimed_all = false;
-            let worth_claiming = free > 0 && (!only_finished || free >= batch || tasks.is_empty());
-            if worth_claiming && !kinds.is_empty() && gate.as_ref().is_none_or(|gate| *gate.borrow()) {
+            let worth_claiming = free > 0
+                && match woke {
+                    Woke::Other => true,
+                    Woke::Finished => free >= batch || tasks.is_empty(),
+                    Woke::Dispatched => false,
+                };
+            if worth_claiming && !kinds.is_empty() && gate_open {
                 match self.claim(&kinds, free).await {
                     Ok(claims) => {
                         failures = 0;
                         claimed_all = claims.len() == free;
                         for claim in claims {
-                            let Ok(permit) = permits.clone().try_acquire_owned() else { break };
-                            let Some(handler) = self.registry.get(claim.job.kind.as_str()) else { continue };
-                            let cancel = jobs_cancel.child_token();
-                            self.running.insert(claim.job.number, cancel.clone());
-                            let (store, running) = (self.store.clone(), self.running.clone());
-                            let lease = self.config.lease;
-                            tasks.spawn(async move {
-                                let number = claim.job.number;
-                                attempt::run(store, handler, claim, lease, cancel).await;
-                                running.remove(number);
-                                drop(permit);
-                            });
+                            self.start(claim, &permits, &mut tasks, &jobs_cancel);
                         }
                     }
                     Err(err) => {
@@ -172,23 +181,61 @@ impl Runner {
             if claimed_all && permits.available_permits() > 0 {
                 continue;
             }
+            if gate_open {
+                dispatch.offer(permits.available_permits());
+            }
             let pause = if failures > 0 {
                 opsq_store::backoff::delay(failures, Duration::from_millis(200), Duration::from_secs(5))
             } else {
                 self.config.poll_interval
             };
             tokio::select! {
-                _ = wakeups.changed() => only_finished = false,
-                _ = Self::gate_changed(&mut gate) => only_finished = false,
+                Some(claim) = dispatched.recv() => {
+                    self.start(claim, &permits, &mut tasks, &jobs_cancel);
+                    woke = Woke::Dispatched;
+                }
+                _ = wakeups.changed() => woke = Woke::Other,
+                _ = Self::gate_changed(&mut gate) => woke = Woke::Other,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                     while tasks.try_join_next().is_some() {}
-                    only_finished = true;
+                    woke = Woke::Finished;
                 }
-                _ = tokio::time::sleep(pause) => only_finished = false,
+                _ = tokio::time::sleep(pause) => woke = Woke::Other,
                 _ = shutdown.cancelled() => {}
             }
         }
+        dispatch.withdraw();
+        self.store.set_dispatch(None);
+        // Claims committed just before the offer was withdrawn still run (and get the
+        // grace period like the rest).
+        while let Ok(claim) = dispatched.try_recv() {
+            self.start(claim, &permits, &mut tasks, &jobs_cancel);
+        }
         self.drain(tasks, jobs_cancel).await;
+    }
+
+    /// Runs a claimed attempt in a task of its own, on a free slot. Should none be
+    /// free (a dispatched claim racing a claim of the runner's own), it runs over the
+    /// limit rather than sitting leased.
+    fn start(
+        &self,
+        claim: opsq_store::Claim,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        jobs_cancel: &CancellationToken,
+    ) {
+        let permit = permits.clone().try_acquire_owned().ok();
+        let Some(handler) = self.registry.get(claim.job.kind.as_str()) else { return };
+        let cancel = jobs_cancel.child_token();
+        self.running.insert(claim.job.number, cancel.clone());
+        let (store, running) = (self.store.clone(), self.running.clone());
+        let lease = self.config.lease;
+        tasks.spawn(async move {
+            let number = claim.job.number;
+            attempt::run(store, handler, claim, lease, cancel).await;
+            running.remove(number);
+            drop(permit);
+        });
     }
 
     async fn claim(&self, kinds: &[String], limit: usize) -> Result<Vec<opsq_store::Claim>, StoreError> {

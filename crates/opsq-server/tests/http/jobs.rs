@@ -29,7 +29,8 @@ async fn submit_answers_202_with_links_and_the_job_reads_back_whole() {
         body["links"][1],
         json!({"rel": "status", "href": format!("/v2/operations/opsq/status/{id}"), "id": id})
     );
-    assert_eq!(body["status"], "notStarted");
+    // The server's own runner may have started it in the submission's transaction.
+    assert!(["notStarted", "executing"].contains(&body["status"].as_str().unwrap()), "{body}");
 
     let job = server.wait_for(&token, "OPSQ", &id, JobStatus::Succeeded).await;
     assert_eq!(job["title"], "Power On server WA1OPSQWEB01");

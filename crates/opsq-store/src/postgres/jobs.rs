@@ -8,6 +8,8 @@
 //! of two racing calls (two finishes, a finish and a rescue) the second sees what the
 //! first did.
 
+use std::sync::Arc;
+
 use deadpool_postgres::GenericClient;
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
 use tokio_postgres::types::ToSql;
@@ -17,6 +19,7 @@ use super::glob::globs_to_regexes;
 use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
 use super::signals;
 use super::{execute, query, query_one, query_opt, PostgresStore};
+use crate::dispatch::Dispatch;
 use crate::types::*;
 use crate::{now_ms, rules, Signal, StoreError};
 
@@ -127,23 +130,94 @@ macro_rules! claim_sql {
                  LIMIT $5
                  FOR UPDATE SKIP LOCKED
              ), claimed AS (
-                 UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
-                        lease_token = replace(gen_random_uuid()::text, '-', ''),
-                        lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
-                        started_at = COALESCE(started_at, $2), status_at = $2,
-                        step_desc = 'Started'
+                 UPDATE jobs SET ",
+            start_attempt!(),
+            "
                  WHERE number IN (SELECT number FROM picked)
                  RETURNING ",
             job_columns!(),
             ", lease_token, lease_until
-             ), started AS (
-                 INSERT INTO job_events (job, at, status, attempt, message)
-                 SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
-                 FROM claimed
-             )
-             SELECT * FROM claimed ORDER BY number"
+             ), ",
+            record_starts!()
         )
     };
+}
+
+/// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
+/// their own), for claims and direct dispatch alike.
+macro_rules! start_attempt {
+    () => {
+        "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
+         lease_token = replace(gen_random_uuid()::text, '-', ''),
+         lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
+         started_at = COALESCE(started_at, $2), status_at = $2, step_desc = 'Started'"
+    };
+}
+
+/// The end of a statement whose CTE `claimed` started attempts: their history
+/// entries, and the claims in job order.
+macro_rules! record_starts {
+    () => {
+        "started AS (
+             INSERT INTO job_events (job, at, status, attempt, message)
+             SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
+             FROM claimed
+         )
+         SELECT * FROM claimed ORDER BY number"
+    };
+}
+
+/// Starts the attempts of jobs just created in this transaction (direct dispatch).
+const START_DISPATCHED: &str = concat!(
+    "WITH claimed AS (
+         UPDATE jobs SET ",
+    start_attempt!(),
+    "
+         WHERE number = ANY($4) AND status = 'notStarted'
+         RETURNING ",
+    job_columns!(),
+    ", lease_token, lease_until
+     ), ",
+    record_starts!()
+);
+
+fn claim_of(r: &tokio_postgres::Row) -> Result<Claim, StoreError> {
+    Ok(Claim {
+        job: rows::job(r)?,
+        lease_token: r.try_get(JOB_COLUMN_COUNT)?,
+        lease_until: r.try_get(JOB_COLUMN_COUNT + 1)?,
+    })
+}
+
+/// Starts the jobs just created that the runner's offer takes (see [`Dispatch`]),
+/// in the submission's transaction, and shows them started in `outcomes`.
+async fn start_dispatched(
+    c: &impl GenericClient,
+    dispatch: &Dispatch,
+    outcomes: &mut [SubmitOutcome],
+    now: i64,
+) -> Result<Vec<Claim>, StoreError> {
+    let numbers: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            SubmitOutcome::Created(job) if dispatch.take_slot(job.kind.as_str()) => Some(job.number),
+            _ => None,
+        })
+        .collect();
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owner = dispatch.owner();
+    let rows = query(c, START_DISPATCHED, &[&owner, &now, &dispatch.lease_ms(), &numbers]).await?;
+    let claims = rows.iter().map(claim_of).collect::<Result<Vec<_>, _>>()?;
+    for outcome in outcomes {
+        if let SubmitOutcome::Created(job) = outcome {
+            if let Some(claim) = claims.iter().find(|claim| claim.job.number == job.number) {
+                *job = claim.job.clone();
+            }
+        }
+    }
+    Ok(claims)
 }
 const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
 const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
@@ -257,11 +331,18 @@ pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -
 }
 
 impl PostgresStore {
-    pub(crate) async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
+    /// With a `dispatch` offer, the caller must not drop this future before it ends
+    /// (the store spawns it): claims made in the transaction are handed over after
+    /// the commit.
+    pub(crate) async fn submit(
+        &self,
+        jobs: Vec<NewJob>,
+        dispatch: Option<Arc<Dispatch>>,
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let now = now_ms();
-        let outcomes = if jobs.len() > 1 && jobs.iter().all(|job| job.idempotency_key.is_none()) {
+        let mut outcomes = if jobs.len() > 1 && jobs.iter().all(|job| job.idempotency_key.is_none()) {
             submit_unkeyed(&tx, jobs, now).await?
         } else {
             let mut outcomes = Vec::with_capacity(jobs.len());
@@ -270,11 +351,21 @@ impl PostgresStore {
             }
             outcomes
         };
+        let claims = match &dispatch {
+            Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
+            None => Vec::new(),
+        };
         tx.commit().await?;
+        if let Some(dispatch) = &dispatch {
+            dispatch.deliver(claims);
+        }
         let created = outcomes.iter().filter(|o| matches!(o, SubmitOutcome::Created(_))).count();
-        if created > 0 {
+        self.note_inserted(created);
+        let waiting = outcomes
+            .iter()
+            .any(|o| matches!(o, SubmitOutcome::Created(job) if job.status == JobStatus::NotStarted));
+        if waiting {
             self.announce_ready();
-            self.note_inserted(created);
         }
         Ok(outcomes)
     }
@@ -375,15 +466,7 @@ impl PostgresStore {
             }
             None => query(&client, CLAIM_ANY_ACCOUNT, &[owner, &now, lease_ms, &regexes, &limit]).await?,
         };
-        rows.iter()
-            .map(|r| {
-                Ok(Claim {
-                    job: rows::job(r)?,
-                    lease_token: r.try_get(JOB_COLUMN_COUNT)?,
-                    lease_until: r.try_get(JOB_COLUMN_COUNT + 1)?,
-                })
-            })
-            .collect()
+        rows.iter().map(claim_of).collect()
     }
 
     pub(crate) async fn heartbeat(

@@ -148,6 +148,9 @@ impl PostgresStore {
     /// Counts jobs this node inserted, so the planner statistics follow bursts (see
     /// [`statistics`]).
     pub(crate) fn note_inserted(&self, count: usize) {
+        if count == 0 {
+            return;
+        }
         self.statistics
             .get_or_init(|| statistics::StatisticsKeeper::spawn(self.pool.clone()))
             .inserted(count as u64);

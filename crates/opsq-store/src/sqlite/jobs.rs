@@ -4,12 +4,15 @@
 //! claim, and is refused once that token is no longer the job's (expired, rescued,
 //! or ended), so a worker that lost its lease can never record an outcome.
 
+use std::sync::Arc;
+
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, alias_at, location_at, status_at, JOB_COLUMNS, JOB_COLUMN_COUNT};
 use super::SqliteStore;
+use crate::dispatch::Dispatch;
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
 
@@ -74,6 +77,57 @@ fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome,
         )?;
     record_event(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
     Ok(SubmitOutcome::Created(created))
+}
+
+/// Starts an attempt (`?1` = owner, `?2` = now, `?3` = the lease of kinds without
+/// their own), for claims and direct dispatch alike.
+const START_ATTEMPT: &str = "status = 'executing', attempt = attempt + 1, lease_owner = ?1,
+     lease_token = lower(hex(randomblob(16))),
+     lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
+     started_at = COALESCE(started_at, ?2), status_at = ?2, step_desc = 'Started'";
+
+fn claim_row(r: &rusqlite::Row) -> rusqlite::Result<Claim> {
+    Ok(Claim {
+        job: rows::job(r)?,
+        lease_token: r.get(JOB_COLUMN_COUNT)?,
+        lease_until: r.get(JOB_COLUMN_COUNT + 1)?,
+    })
+}
+
+fn record_starts(c: &Connection, claims: &[Claim], owner: &str, now: i64) -> Result<(), StoreError> {
+    for claim in claims {
+        let attempt = claim.job.attempt;
+        let message = format!("attempt {attempt} started by {owner}");
+        record_event(c, claim.job.number, now, JobStatus::Executing, attempt, &message)?;
+    }
+    Ok(())
+}
+
+/// Starts the jobs just created that the runner's offer takes (see [`Dispatch`]),
+/// in the submission's transaction, and shows them started in `outcomes`.
+fn start_dispatched(
+    c: &Connection,
+    dispatch: &Dispatch,
+    outcomes: &mut [SubmitOutcome],
+    now: i64,
+) -> Result<Vec<Claim>, StoreError> {
+    let mut claims = Vec::new();
+    for outcome in outcomes {
+        let SubmitOutcome::Created(job) = outcome else { continue };
+        if !dispatch.take_slot(job.kind.as_str()) {
+            continue;
+        }
+        let claim = c
+            .prepare_cached(&format!(
+                "UPDATE jobs SET {START_ATTEMPT} WHERE number = ?4 AND status = 'notStarted'
+                 RETURNING {JOB_COLUMNS}, lease_token, lease_until"
+            ))?
+            .query_row(params![dispatch.owner(), now, dispatch.lease_ms(), job.number], claim_row)?;
+        *job = claim.job.clone();
+        claims.push(claim);
+    }
+    record_starts(c, &claims, dispatch.owner(), now)?;
+    Ok(claims)
 }
 
 /// The numbers of the next waiting jobs (`?4` = now, `?5` = limit): for each kind
@@ -151,12 +205,33 @@ fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
 }
 
 impl SqliteStore {
-    pub(crate) async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
-        self.write(move |c| {
-            let now = now_ms();
-            jobs.into_iter().map(|job| submit_one(c, job, now)).collect()
-        })
-        .await
+    pub(crate) async fn submit(
+        &self,
+        jobs: Vec<NewJob>,
+        dispatch: Option<Arc<Dispatch>>,
+    ) -> Result<Vec<SubmitOutcome>, StoreError> {
+        let Some(dispatch) = dispatch else {
+            return self
+                .write(move |c| {
+                    let now = now_ms();
+                    jobs.into_iter().map(|job| submit_one(c, job, now)).collect()
+                })
+                .await;
+        };
+        let deliver_to = dispatch.clone();
+        let (outcomes, _) = self
+            .write_then(
+                move |c| {
+                    let now = now_ms();
+                    let mut outcomes =
+                        jobs.into_iter().map(|job| submit_one(c, job, now)).collect::<Result<Vec<_>, _>>()?;
+                    let claims = start_dispatched(c, &dispatch, &mut outcomes, now)?;
+                    Ok((outcomes, claims))
+                },
+                move |(_, claims)| deliver_to.deliver(std::mem::take(claims)),
+            )
+            .await?;
+        Ok(outcomes)
     }
 
     pub(crate) fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
@@ -259,35 +334,15 @@ impl SqliteStore {
                 }
             }
             let sql = format!(
-                "UPDATE jobs SET status = 'executing', attempt = attempt + 1, lease_owner = ?1,
-                        lease_token = lower(hex(randomblob(16))),
-                        lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
-                        started_at = COALESCE(started_at, ?2), status_at = ?2,
-                        step_desc = 'Started'
-                 WHERE number IN ({waiting})
+                "UPDATE jobs SET {START_ATTEMPT} WHERE number IN ({waiting})
                  RETURNING {JOB_COLUMNS}, lease_token, lease_until"
             );
             let claims = {
                 let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), |r| {
-                    Ok(Claim {
-                        job: rows::job(r)?,
-                        lease_token: r.get(JOB_COLUMN_COUNT)?,
-                        lease_until: r.get(JOB_COLUMN_COUNT + 1)?,
-                    })
-                })?;
+                let rows = stmt.query_map(params_from_iter(args), claim_row)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            for claim in &claims {
-                record_event(
-                    c,
-                    claim.job.number,
-                    now,
-                    JobStatus::Executing,
-                    claim.job.attempt,
-                    &format!("attempt {} started by {}", claim.job.attempt, request.owner),
-                )?;
-            }
+            record_starts(c, &claims, &request.owner, now)?;
             Ok(claims)
         })
         .await

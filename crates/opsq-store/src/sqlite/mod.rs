@@ -118,15 +118,28 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.write_then(f, |_| {}).await
+    }
+
+    /// [`Self::write`], with `committed` run on the writer thread once the write
+    /// committed: it runs even if the caller stopped waiting meanwhile.
+    pub(crate) async fn write_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        committed: impl FnOnce(&mut T) + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let op: WriteOp = Box::new(move |conn| {
-            let result = match conn {
+            let mut result = match conn {
                 Some(conn) => f(conn),
                 None => Err(StoreError::Unavailable("could not start a write transaction".into())),
             };
             let ok = result.is_ok();
-            let completion: Completion = Box::new(move |committed| {
-                let _ = tx.send(committed.and(result));
+            let completion: Completion = Box::new(move |outcome: Result<(), StoreError>| {
+                if let (Ok(()), Ok(value)) = (&outcome, &mut result) {
+                    committed(value);
+                }
+                let _ = tx.send(outcome.and(result));
             });
             (ok, completion)
         });

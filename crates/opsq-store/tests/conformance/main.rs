@@ -15,6 +15,7 @@
 mod accounts;
 mod concurrency;
 mod control;
+mod dispatch;
 mod housekeeping;
 mod jobs;
 mod leases;
@@ -227,6 +228,7 @@ macro_rules! all_conformance_tests {
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
             concurrency::concurrent_submits_get_distinct_numbers,
+            dispatch::a_submission_starts_jobs_on_offered_slots,
             concurrency::concurrent_claims_never_share_a_job,
             concurrency::concurrent_finishes_record_one_outcome,
             concurrency::concurrent_finishes_of_many_jobs_each_get_their_own_answer,
