@@ -2,19 +2,19 @@
 //!
 //! A finish on its own is a transaction of four round trips (BEGIN, a locking read,
 //! the update, COMMIT) and a commit flush, which held a node's drain rate near 2,000
-//! jobs/s however many workers it ran. So finishes queue for a batcher task that
-//! records whatever has queued in one statement (when every outcome is a success,
+//! jobs/s however many workers it ran. So finishes queue for a batcher
+//! ([`super::batcher`]) that records whatever has queued in one statement (when every outcome is a success,
 //! which needs nothing read first) or one transaction (a locking read for the retry
 //! and cancel rules, then the same statement). Each caller still gets its own
 //! answer: a lost lease is that job's error, not the batch's.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
 use opsq_domain::{Job, JobStatus};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
+use super::batcher::{shared_error, spawn_batcher};
 use super::jobs::lease_lost_or_missing;
 use super::rows::{self, job_columns};
 use super::{query, signals};
@@ -70,28 +70,10 @@ pub(crate) struct FinishRequest {
 
 /// Starts the batcher; it ends when every sender is gone.
 pub(crate) fn spawn_finisher(pool: Pool) -> mpsc::UnboundedSender<FinishRequest> {
-    let (sender, mut queue) = mpsc::unbounded_channel::<FinishRequest>();
-    tokio::spawn(async move {
-        let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-        while let Some(first) = queue.recv().await {
-            // Wait for a free slot before collecting: what arrives meanwhile joins
-            // this batch instead of making batches of one.
-            let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                record(&pool, batch).await;
-                drop(slot);
-            });
-        }
-    });
-    sender
+    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
+        let pool = pool.clone();
+        async move { record(&pool, batch).await }
+    })
 }
 
 /// Records a batch and answers each of its callers.
@@ -110,18 +92,9 @@ pub(crate) async fn record(pool: &Pool, batch: Vec<FinishRequest>) {
         }
         Err(err) => {
             for reply in replies {
-                let _ = reply.send(Err(copy_of(&err)));
+                let _ = reply.send(Err(shared_error(&err)));
             }
         }
-    }
-}
-
-/// The same error for every caller of a batch that failed as a whole.
-fn copy_of(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Closed => StoreError::Closed,
-        StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
-        other => StoreError::Database(other.to_string()),
     }
 }
 

@@ -16,8 +16,9 @@ use tokio_postgres::types::ToSql;
 
 use super::finisher::{record as record_finishes, spawn_finisher, FinishRequest};
 use super::glob::globs_to_regexes;
-use super::rows::{self, alias_at, job_columns, location_at, status_at, JOB_COLUMN_COUNT};
+use super::rows::{self, job_columns, status_at, JOB_COLUMN_COUNT};
 use super::signals;
+use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
 use super::{execute, query, query_one, query_opt, PostgresStore};
 use crate::dispatch::Dispatch;
 use crate::types::*;
@@ -375,23 +376,16 @@ impl PostgresStore {
         load_job(&client, number).await
     }
 
+    /// Queued for the status reader ([`super::status_reader`]), which answers many
+    /// reads with one statement.
     pub(crate) async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
-        let client = self.client().await?;
-        let row = query_opt(
-            &client,
-            "SELECT number, account, location, status FROM jobs WHERE number = $1",
-            &[&number],
-        )
-        .await?;
-        row.map(|r| {
-            Ok(JobStatusRow {
-                number: r.try_get(0)?,
-                account: alias_at(&r, 1)?,
-                location: location_at(&r, 2)?,
-                status: status_at(&r, 3)?,
-            })
-        })
-        .transpose()
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let reader = self.status_reader.get_or_init(|| spawn_status_reader(self.pool.clone()));
+        if let Err(unsent) = reader.send(StatusRequest { number, reply }) {
+            // The reader went with the runtime that started it: read this one here.
+            read_statuses(&self.pool, vec![unsent.0]).await;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     pub(crate) async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {

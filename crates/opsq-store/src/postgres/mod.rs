@@ -12,6 +12,7 @@
 //! run it on a trusted network or through a local proxy.
 
 mod accounts;
+mod batcher;
 mod control;
 mod finisher;
 mod glob;
@@ -21,6 +22,7 @@ mod rows;
 mod schema;
 pub(crate) mod signals;
 mod statistics;
+mod status_reader;
 
 use std::time::Duration;
 
@@ -55,6 +57,7 @@ pub(crate) struct PostgresStore {
     announcer: std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>,
     finisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<finisher::FinishRequest>>,
     statistics: std::sync::OnceLock<std::sync::Arc<statistics::StatisticsKeeper>>,
+    status_reader: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<status_reader::StatusRequest>>,
 }
 
 impl PostgresStore {
@@ -105,6 +108,7 @@ impl PostgresStore {
             announcer: Default::default(),
             finisher: Default::default(),
             statistics: Default::default(),
+            status_reader: Default::default(),
         })
     }
 

@@ -184,6 +184,46 @@ pub async fn concurrent_finishes_of_many_jobs_each_get_their_own_answer(store: S
     assert_eq!(answered, JOBS);
 }
 
+/// Status reads racing each other (many clients polling): each gets its own job's
+/// row, or none for a job that does not exist.
+pub async fn concurrent_status_reads_each_get_their_own_job(store: Store) {
+    accounts(&store, &["ACME", "BETA"]).await;
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        jobs.push(submit(&store, new_job(if i % 2 == 0 { "ACME" } else { "BETA" }, "t.read")).await);
+    }
+    let started: BTreeSet<i64> =
+        claim(&store, &["t.read"], "w-1", 15).await.iter().map(|c| c.job.number).collect();
+    let last = jobs.last().expect("jobs").number;
+    let mut tasks = JoinSet::new();
+    for round in 0..3 {
+        for job in &jobs {
+            let (store, expected) = (store.clone(), job.clone());
+            let status =
+                if started.contains(&job.number) { JobStatus::Executing } else { JobStatus::NotStarted };
+            tasks.spawn(async move {
+                let row = store.job_status(expected.number).await.expect("read").expect("the job exists");
+                assert_eq!(
+                    (row.number, &row.account, row.status),
+                    (expected.number, &expected.account, status)
+                );
+                round
+            });
+        }
+        let store = store.clone();
+        tasks.spawn(async move {
+            assert_eq!(store.job_status(last + 1000 + round).await.expect("read"), None);
+            round
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = tasks.join_next().await {
+        done.expect("reading task");
+        answered += 1;
+    }
+    assert_eq!(answered, 3 * 41);
+}
+
 pub async fn finish_racing_rescue_records_one_outcome(store: Store) {
     accounts(&store, &["ACME"]).await;
     for round in 0..10 {

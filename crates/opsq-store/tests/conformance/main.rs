@@ -232,6 +232,7 @@ macro_rules! all_conformance_tests {
             concurrency::concurrent_claims_never_share_a_job,
             concurrency::concurrent_finishes_record_one_outcome,
             concurrency::concurrent_finishes_of_many_jobs_each_get_their_own_answer,
+            concurrency::concurrent_status_reads_each_get_their_own_job,
             concurrency::finish_racing_rescue_records_one_outcome,
             concurrency::concurrent_setting_inits_agree,
             concurrency::concurrent_idempotent_submits_make_one_job,
