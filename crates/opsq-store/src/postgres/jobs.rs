@@ -19,6 +19,7 @@ use super::glob::globs_to_regexes;
 use super::rows::{self, job_columns, status_at, JOB_COLUMN_COUNT};
 use super::signals;
 use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
+use super::submitter::{spawn_submitter, submit_batch, SubmitRequest};
 use super::{execute, query, query_one, query_opt, PostgresStore};
 use crate::dispatch::Dispatch;
 use crate::types::*;
@@ -320,6 +321,36 @@ async fn submit_one(c: &impl GenericClient, job: NewJob, now: i64) -> Result<Sub
     Err(StoreError::Unavailable("the idempotency key kept changing hands; try again".into()))
 }
 
+/// Accepts jobs in one transaction, starting those a `dispatch` offer takes, and
+/// hands their claims over after the commit.
+pub(crate) async fn submit_in(
+    pool: &deadpool_postgres::Pool,
+    jobs: Vec<NewJob>,
+    dispatch: Option<Arc<Dispatch>>,
+) -> Result<Vec<SubmitOutcome>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let now = now_ms();
+    let mut outcomes = if jobs.len() > 1 && jobs.iter().all(|job| job.idempotency_key.is_none()) {
+        submit_unkeyed(&tx, jobs, now).await?
+    } else {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(submit_one(&tx, job, now).await?);
+        }
+        outcomes
+    };
+    let claims = match &dispatch {
+        Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
+        None => Vec::new(),
+    };
+    tx.commit().await?;
+    if let Some(dispatch) = &dispatch {
+        dispatch.deliver(claims);
+    }
+    Ok(outcomes)
+}
+
 pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -> StoreError {
     match query_one(c, "SELECT EXISTS(SELECT 1 FROM jobs WHERE number = $1)", &[&number]).await {
         Ok(row) => match row.try_get::<_, bool>(0) {
@@ -334,32 +365,24 @@ pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -
 impl PostgresStore {
     /// With a `dispatch` offer, the caller must not drop this future before it ends
     /// (the store spawns it): claims made in the transaction are handed over after
-    /// the commit.
+    /// the commit. Submissions without idempotency keys go through the submitter
+    /// ([`super::submitter`]), which commits many in one transaction.
     pub(crate) async fn submit(
         &self,
         jobs: Vec<NewJob>,
         dispatch: Option<Arc<Dispatch>>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let now = now_ms();
-        let mut outcomes = if jobs.len() > 1 && jobs.iter().all(|job| job.idempotency_key.is_none()) {
-            submit_unkeyed(&tx, jobs, now).await?
+        let outcomes = if jobs.iter().any(|job| job.idempotency_key.is_some()) {
+            submit_in(&self.pool, jobs, dispatch).await?
         } else {
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                outcomes.push(submit_one(&tx, job, now).await?);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let submitter = self.submitter.get_or_init(|| spawn_submitter(self.pool.clone()));
+            if let Err(unsent) = submitter.send(SubmitRequest { jobs, dispatch, reply }) {
+                // The submitter went with the runtime that started it: submit here.
+                submit_batch(&self.pool, vec![unsent.0]).await;
             }
-            outcomes
+            answer.await.map_err(|_| StoreError::Closed)??
         };
-        let claims = match &dispatch {
-            Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
-            None => Vec::new(),
-        };
-        tx.commit().await?;
-        if let Some(dispatch) = &dispatch {
-            dispatch.deliver(claims);
-        }
         let created = outcomes.iter().filter(|o| matches!(o, SubmitOutcome::Created(_))).count();
         self.note_inserted(created);
         let waiting = outcomes

@@ -23,6 +23,7 @@ mod schema;
 pub(crate) mod signals;
 mod statistics;
 mod status_reader;
+mod submitter;
 
 use std::time::Duration;
 
@@ -58,6 +59,7 @@ pub(crate) struct PostgresStore {
     finisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<finisher::FinishRequest>>,
     statistics: std::sync::OnceLock<std::sync::Arc<statistics::StatisticsKeeper>>,
     status_reader: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<status_reader::StatusRequest>>,
+    submitter: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<submitter::SubmitRequest>>,
 }
 
 impl PostgresStore {
@@ -109,6 +111,7 @@ impl PostgresStore {
             finisher: Default::default(),
             statistics: Default::default(),
             status_reader: Default::default(),
+            submitter: Default::default(),
         })
     }
 

@@ -224,6 +224,42 @@ pub async fn concurrent_status_reads_each_get_their_own_job(store: Store) {
     assert_eq!(answered, 3 * 41);
 }
 
+/// Batches submitted at once (which a store may accept together): each caller gets
+/// exactly its own jobs back, in its order.
+pub async fn concurrent_batches_each_get_their_own_jobs(store: Store) {
+    const CALLERS: usize = 16;
+    accounts(&store, &["ACME"]).await;
+    let mut tasks = JoinSet::new();
+    for caller in 0..CALLERS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let size = 1 + caller % 3;
+            let batch = (0..size)
+                .map(|i| {
+                    let mut new = new_job("ACME", "t.batch");
+                    new.payload = json!({ "caller": caller, "i": i });
+                    new
+                })
+                .collect();
+            (caller, size, store.submit(batch).await.expect("submit"))
+        });
+    }
+    let mut numbers = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (caller, size, outcomes) = done.expect("submitting task");
+        assert_eq!(outcomes.len(), size, "caller {caller}");
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let SubmitOutcome::Created(created) = outcome else { panic!("caller {caller}: {outcome:?}") };
+            assert_eq!(created.payload, json!({ "caller": caller, "i": i }));
+            assert_eq!(job(&store, created.number).await, *created);
+            numbers.insert(created.number);
+        }
+        let own: Vec<i64> = outcomes.iter().map(|o| o.job().number).collect();
+        assert!(own.windows(2).all(|w| w[0] < w[1]), "caller {caller}'s jobs keep its order: {own:?}");
+    }
+    assert_eq!(numbers.len(), (0..CALLERS).map(|c| 1 + c % 3).sum::<usize>());
+}
+
 pub async fn finish_racing_rescue_records_one_outcome(store: Store) {
     accounts(&store, &["ACME"]).await;
     for round in 0..10 {

@@ -228,6 +228,7 @@ macro_rules! all_conformance_tests {
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
             concurrency::concurrent_submits_get_distinct_numbers,
+            concurrency::concurrent_batches_each_get_their_own_jobs,
             dispatch::a_submission_starts_jobs_on_offered_slots,
             concurrency::concurrent_claims_never_share_a_job,
             concurrency::concurrent_finishes_record_one_outcome,
