@@ -8,6 +8,7 @@
 //! of two racing calls (two finishes, a finish and a rescue) the second sees what the
 //! first did.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
@@ -33,9 +34,22 @@ const FIND_BY_KEY: &str = concat!(
     ", request_hash FROM jobs WHERE account = $1 AND idempotency_key = $2"
 );
 
-/// Inserts a job and its first history event in one statement. With an idempotency
-/// key already taken, it inserts nothing and returns no row: ON CONFLICT waits for
-/// the transaction that took the key, so the lookup that follows sees its job.
+/// The end of a statement whose CTE `created` inserted jobs: their first history
+/// entries (at `$6`), and the jobs.
+macro_rules! record_accepted {
+    () => {
+        concat!(
+            "accepted AS (
+                 INSERT INTO job_events (job, at, status, attempt, message)
+                 SELECT number, $6, 'notStarted', 0, 'accepted' FROM created
+             )
+             SELECT ",
+            job_columns!(),
+            " FROM created ORDER BY number"
+        )
+    };
+}
+
 /// A batch without idempotency keys in one statement: one round trip for the
 /// batch instead of one per job. Numbers follow the order of the arrays.
 const INSERT_JOBS: &str = concat!(
@@ -53,13 +67,8 @@ const INSERT_JOBS: &str = concat!(
          RETURNING ",
     job_columns!(),
     "
-     ), accepted AS (
-         INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, $6, 'notStarted', 0, 'accepted' FROM created
-     )
-     SELECT ",
-    job_columns!(),
-    " FROM created ORDER BY number"
+     ), ",
+    record_accepted!()
 );
 
 async fn submit_unkeyed(
@@ -96,6 +105,9 @@ async fn submit_unkeyed(
     rows.iter().map(|row| Ok(SubmitOutcome::Created(rows::job(row)?))).collect()
 }
 
+/// Inserts a job and its first history event in one statement. With an idempotency
+/// key already taken, it inserts nothing and returns no row: ON CONFLICT waits for
+/// the transaction that took the key, so the lookup that follows sees its job.
 const INSERT_JOB: &str = concat!(
     "WITH created AS (
          INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
@@ -106,14 +118,33 @@ const INSERT_JOB: &str = concat!(
          RETURNING ",
     job_columns!(),
     "
-     ), accepted AS (
-         INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, $6, 'notStarted', 0, 'accepted' FROM created
-     )
-     SELECT ",
-    job_columns!(),
-    " FROM created"
+     ), ",
+    record_accepted!()
 );
+
+/// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
+/// their own), for claims and direct dispatch alike.
+macro_rules! start_attempt {
+    () => {
+        "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
+         lease_token = replace(gen_random_uuid()::text, '-', ''),
+         lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
+         started_at = COALESCE(started_at, $2), status_at = $2, step_desc = 'Started'"
+    };
+}
+
+/// The end of a statement whose CTE `claimed` started attempts: their history
+/// entries, and the claims in job order.
+macro_rules! record_starts {
+    () => {
+        "started AS (
+             INSERT INTO job_events (job, at, status, attempt, message)
+             SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
+             FROM claimed
+         )
+         SELECT * FROM claimed ORDER BY number"
+    };
+}
 
 /// Claims in one statement: pick the oldest runnable jobs of the wanted kinds,
 /// skipping rows another claim has locked (so claimers never wait for each other and
@@ -145,29 +176,8 @@ macro_rules! claim_sql {
     };
 }
 
-/// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
-/// their own), for claims and direct dispatch alike.
-macro_rules! start_attempt {
-    () => {
-        "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
-         lease_token = replace(gen_random_uuid()::text, '-', ''),
-         lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
-         started_at = COALESCE(started_at, $2), status_at = $2, step_desc = 'Started'"
-    };
-}
-
-/// The end of a statement whose CTE `claimed` started attempts: their history
-/// entries, and the claims in job order.
-macro_rules! record_starts {
-    () => {
-        "started AS (
-             INSERT INTO job_events (job, at, status, attempt, message)
-             SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
-             FROM claimed
-         )
-         SELECT * FROM claimed ORDER BY number"
-    };
-}
+const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
+const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
 
 /// Starts the attempts of jobs just created in this transaction (direct dispatch).
 const START_DISPATCHED: &str = concat!(
@@ -212,17 +222,16 @@ async fn start_dispatched(
     let owner = dispatch.owner();
     let rows = query(c, START_DISPATCHED, &[&owner, &now, &dispatch.lease_ms(), &numbers]).await?;
     let claims = rows.iter().map(claim_of).collect::<Result<Vec<_>, _>>()?;
+    let started: HashMap<i64, &Job> = claims.iter().map(|claim| (claim.job.number, &claim.job)).collect();
     for outcome in outcomes {
         if let SubmitOutcome::Created(job) = outcome {
-            if let Some(claim) = claims.iter().find(|claim| claim.job.number == job.number) {
-                *job = claim.job.clone();
+            if let Some(claimed) = started.get(&job.number) {
+                *job = (*claimed).clone();
             }
         }
     }
     Ok(claims)
 }
-const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
-const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
 
 const HEARTBEAT: &str = "UPDATE jobs
      SET lease_until = $4 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3)
