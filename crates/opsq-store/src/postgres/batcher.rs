@@ -2,12 +2,14 @@
 //! run go out together as the next batch. PostgreSQL's cost per statement (a round
 //! trip, a snapshot, executor start-up, a commit for writes) then serves a whole
 //! batch, which is how one node records thousands of outcomes and answers thousands
-//! of status reads a second over a handful of connections.
+//! of status reads a second over a handful of connections. The same queue, with one
+//! batch at a time, coalesces the node's background chores (announcing new jobs,
+//! refreshing planner statistics); every such task ends when its store is dropped.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::StoreError;
 
@@ -43,6 +45,24 @@ where
         }
     });
     sender
+}
+
+/// Queues a request, made with its reply channel, and waits for the answer. Should
+/// the batcher be gone (it went with the runtime that started it, when a store is
+/// used from several runtimes), the request runs alone here through `run_alone`.
+pub(crate) async fn ask<R, T, Fut>(
+    queue: &mpsc::UnboundedSender<R>,
+    request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> R,
+    run_alone: impl FnOnce(Vec<R>) -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = ()>,
+{
+    let (reply, answer) = oneshot::channel();
+    if let Err(unsent) = queue.send(request(reply)) {
+        run_alone(vec![unsent.0]).await;
+    }
+    answer.await.map_err(|_| StoreError::Closed)?
 }
 
 /// The error every caller of a batch that failed as a whole gets.

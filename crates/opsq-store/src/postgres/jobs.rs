@@ -15,6 +15,7 @@ use deadpool_postgres::GenericClient;
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
 use tokio_postgres::types::ToSql;
 
+use super::batcher::ask;
 use super::finisher::{record as record_finishes, spawn_finisher, FinishRequest};
 use super::glob::globs_to_regexes;
 use super::rows::{self, job_columns, status_at, JOB_COLUMN_COUNT};
@@ -384,13 +385,9 @@ impl PostgresStore {
         let outcomes = if jobs.iter().any(|job| job.idempotency_key.is_some()) {
             submit_in(&self.pool, jobs, dispatch).await?
         } else {
-            let (reply, answer) = tokio::sync::oneshot::channel();
             let submitter = self.submitter.get_or_init(|| spawn_submitter(self.pool.clone()));
-            if let Err(unsent) = submitter.send(SubmitRequest { jobs, dispatch, reply }) {
-                // The submitter went with the runtime that started it: submit here.
-                submit_batch(&self.pool, vec![unsent.0]).await;
-            }
-            answer.await.map_err(|_| StoreError::Closed)??
+            let request = |reply| SubmitRequest { jobs, dispatch, reply };
+            ask(submitter, request, |batch| submit_batch(&self.pool, batch)).await?
         };
         let created = outcomes.iter().filter(|o| matches!(o, SubmitOutcome::Created(_))).count();
         self.note_inserted(created);
@@ -411,13 +408,8 @@ impl PostgresStore {
     /// Queued for the status reader ([`super::status_reader`]), which answers many
     /// reads with one statement.
     pub(crate) async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
         let reader = self.status_reader.get_or_init(|| spawn_status_reader(self.pool.clone()));
-        if let Err(unsent) = reader.send(StatusRequest { number, reply }) {
-            // The reader went with the runtime that started it: read this one here.
-            read_statuses(&self.pool, vec![unsent.0]).await;
-        }
-        answer.await.map_err(|_| StoreError::Closed)?
+        ask(reader, |reply| StatusRequest { number, reply }, |batch| read_statuses(&self.pool, batch)).await
     }
 
     pub(crate) async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
@@ -531,15 +523,9 @@ impl PostgresStore {
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let request = FinishRequest { number, lease_token, outcome, reply };
-        let batcher = self.finisher.get_or_init(|| spawn_finisher(self.pool.clone()));
-        if let Err(unsent) = batcher.send(request) {
-            // The batcher went with the runtime that started it (a store shared
-            // between runtimes): record this one here.
-            record_finishes(&self.pool, vec![unsent.0]).await;
-        }
-        answer.await.map_err(|_| StoreError::Closed)?
+        let finisher = self.finisher.get_or_init(|| spawn_finisher(self.pool.clone()));
+        let request = |reply| FinishRequest { number, lease_token, outcome, reply };
+        ask(finisher, request, |batch| record_finishes(&self.pool, batch)).await
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

@@ -55,9 +55,9 @@ pub(crate) struct PostgresStore {
     /// or compete for the housekeeping lock.
     signals: std::sync::OnceLock<tokio::sync::broadcast::Sender<crate::Signal>>,
     leader: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    announcer: std::sync::OnceLock<std::sync::Arc<tokio::sync::Notify>>,
+    announcer: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<()>>,
     finisher: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<finisher::FinishRequest>>,
-    statistics: std::sync::OnceLock<std::sync::Arc<statistics::StatisticsKeeper>>,
+    statistics: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
     status_reader: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<status_reader::StatusRequest>>,
     submitter: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<submitter::SubmitRequest>>,
 }
@@ -149,7 +149,7 @@ impl PostgresStore {
     /// Tells every node, after the commit, that jobs are ready (coalesced; see
     /// [`signals::spawn_announcer`]).
     pub(crate) fn announce_ready(&self) {
-        self.announcer.get_or_init(|| signals::spawn_announcer(self.pool.clone())).notify_one();
+        let _ = self.announcer.get_or_init(|| signals::spawn_announcer(self.pool.clone())).send(());
     }
 
     /// Counts jobs this node inserted, so the planner statistics follow bursts (see
@@ -158,9 +158,8 @@ impl PostgresStore {
         if count == 0 {
             return;
         }
-        self.statistics
-            .get_or_init(|| statistics::StatisticsKeeper::spawn(self.pool.clone()))
-            .inserted(count as u64);
+        let keeper = self.statistics.get_or_init(|| statistics::spawn_statistics_keeper(self.pool.clone()));
+        let _ = keeper.send(count as u64);
     }
 
     /// A pooled connection, for one operation only: it goes back to the pool when

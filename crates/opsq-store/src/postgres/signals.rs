@@ -38,12 +38,10 @@ pub(crate) async fn notify_on_commit(
 /// commit until the commit is flushed, so notifying inside every submit made
 /// concurrent submits commit one at a time (no group flush). Announcements that
 /// arrive while one is being sent are folded into the next one.
-pub(crate) fn spawn_announcer(pool: deadpool_postgres::Pool) -> Arc<tokio::sync::Notify> {
-    let pending = Arc::new(tokio::sync::Notify::new());
-    let wake = pending.clone();
-    tokio::spawn(async move {
-        loop {
-            wake.notified().await;
+pub(crate) fn spawn_announcer(pool: deadpool_postgres::Pool) -> tokio::sync::mpsc::UnboundedSender<()> {
+    super::batcher::spawn_batcher(usize::MAX, 1, move |_announcements: Vec<()>| {
+        let pool = pool.clone();
+        async move {
             let sent = async {
                 let client = pool.get().await?;
                 super::execute(&client, "SELECT pg_notify($1, '')", &[&WAKEUP_CHANNEL]).await
@@ -54,8 +52,7 @@ pub(crate) fn spawn_announcer(pool: deadpool_postgres::Pool) -> Arc<tokio::sync:
                 tracing::warn!(error = %err, "could not announce new jobs to other nodes");
             }
         }
-    });
-    pending
+    })
 }
 
 /// The notification to send for a signal: `(channel, payload)`.

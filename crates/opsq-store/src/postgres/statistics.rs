@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 
+use super::batcher::spawn_batcher;
 use super::{execute, query_one};
 use crate::StoreError;
 
@@ -24,64 +25,45 @@ use crate::StoreError;
 const MIN_INSERTED: u64 = 1000;
 /// New jobs, as a share of the rows the statistics know of, that call for fresh ones.
 const GROWTH: f64 = 0.2;
-/// The shortest time between two checks, however many submissions nudge.
+/// The shortest time between two checks, however many submissions report.
 const CHECK_GAP: Duration = Duration::from_millis(200);
 
-#[derive(Default)]
-pub(crate) struct StatisticsKeeper {
-    inserted: AtomicU64,
-    nudge: Notify,
+/// Starts the keeper; send it the number of jobs each submission inserted (after
+/// its commit). Reports that arrive while it checks wait for the next check.
+pub(crate) fn spawn_statistics_keeper(pool: Pool) -> mpsc::UnboundedSender<u64> {
+    let inserted = Arc::new(AtomicU64::new(0));
+    spawn_batcher(usize::MAX, 1, move |counts: Vec<u64>| {
+        let (pool, inserted) = (pool.clone(), inserted.clone());
+        async move {
+            inserted.fetch_add(counts.iter().sum(), Ordering::Relaxed);
+            if let Err(err) = refresh_if_stale(&pool, &inserted).await {
+                tracing::warn!(error = %err, "could not refresh the statistics of the jobs table; claims may plan poorly until autovacuum does");
+                // Without the right to ANALYZE there is no point asking often.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            tokio::time::sleep(CHECK_GAP).await;
+        }
+    })
 }
 
-impl StatisticsKeeper {
-    /// Starts the background task that refreshes the statistics when needed.
-    pub(crate) fn spawn(pool: Pool) -> Arc<Self> {
-        let keeper = Arc::new(Self::default());
-        let this = keeper.clone();
-        tokio::spawn(async move {
-            loop {
-                this.nudge.notified().await;
-                match this.refresh_if_stale(&pool).await {
-                    Ok(()) => {}
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not refresh the statistics of the jobs table; claims may plan poorly until autovacuum does");
-                        // Without the right to ANALYZE there is no point asking often.
-                        tokio::time::sleep(Duration::from_secs(60)).await;
-                    }
-                }
-                tokio::time::sleep(CHECK_GAP).await;
-            }
-        });
-        keeper
+async fn refresh_if_stale(pool: &Pool, inserted: &AtomicU64) -> Result<(), StoreError> {
+    let count = inserted.load(Ordering::Relaxed);
+    if count < MIN_INSERTED {
+        return Ok(());
     }
-
-    /// Records jobs this node inserted (after their commit).
-    pub(crate) fn inserted(&self, count: u64) {
-        if count > 0 {
-            self.inserted.fetch_add(count, Ordering::Relaxed);
-            self.nudge.notify_one();
-        }
+    let client = pool.get().await?;
+    let known: f64 = query_one(
+        &client,
+        "SELECT GREATEST(reltuples, 0)::float8 FROM pg_class WHERE oid = 'jobs'::regclass",
+        &[],
+    )
+    .await?
+    .try_get(0)?;
+    if (count as f64) < known * GROWTH {
+        return Ok(());
     }
-
-    async fn refresh_if_stale(&self, pool: &Pool) -> Result<(), StoreError> {
-        let inserted = self.inserted.load(Ordering::Relaxed);
-        if inserted < MIN_INSERTED {
-            return Ok(());
-        }
-        let client = pool.get().await?;
-        let known: f64 = query_one(
-            &client,
-            "SELECT GREATEST(reltuples, 0)::float8 FROM pg_class WHERE oid = 'jobs'::regclass",
-            &[],
-        )
-        .await?
-        .try_get(0)?;
-        if (inserted as f64) < known * GROWTH {
-            return Ok(());
-        }
-        self.inserted.fetch_sub(inserted, Ordering::Relaxed);
-        execute(&client, "ANALYZE jobs", &[]).await?;
-        tracing::debug!(inserted, known, "refreshed the statistics of the jobs table");
-        Ok(())
-    }
+    inserted.fetch_sub(count, Ordering::Relaxed);
+    execute(&client, "ANALYZE jobs", &[]).await?;
+    tracing::debug!(inserted = count, known, "refreshed the statistics of the jobs table");
+    Ok(())
 }
