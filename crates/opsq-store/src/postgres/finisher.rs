@@ -191,15 +191,9 @@ async fn update(
     let mut descriptions = Vec::with_capacity(planned.len());
     let mut finished_ats = Vec::with_capacity(planned.len());
     let mut messages = Vec::with_capacity(planned.len());
-    let mut first = Vec::with_capacity(planned.len());
     for plan in &planned {
-        let Ok((number, token, finished)) = plan else {
-            first.push(false);
-            continue;
-        };
-        let is_first = seen.insert(*number);
-        first.push(is_first);
-        if !is_first {
+        let Ok((number, token, finished)) = plan else { continue };
+        if !seen.insert(*number) {
             continue;
         }
         numbers.push(*number);
@@ -237,9 +231,10 @@ async fn update(
         }
     }
     let mut answers = Vec::with_capacity(planned.len());
-    for (plan, is_first) in planned.into_iter().zip(first) {
+    for plan in planned {
         let recorded = match plan {
-            Ok((number, _, _)) => recorded.remove(&number).filter(|_| is_first).ok_or(number),
+            // The first request for a job takes its recorded row; a repeat finds none.
+            Ok((number, _, _)) => recorded.remove(&number).ok_or(number),
             // Fenced out by the locking read: lost, or gone altogether.
             Err(StoreError::LeaseLost(number)) => Err(number),
             Err(err) => {
