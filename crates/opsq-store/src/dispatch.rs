@@ -55,6 +55,12 @@ impl Dispatch {
         self.slots.swap(0, Ordering::SeqCst)
     }
 
+    /// Whether any offered slot is left (a submission need not consider the offer
+    /// otherwise).
+    pub(crate) fn has_slots(&self) -> bool {
+        self.slots.load(Ordering::SeqCst) > 0
+    }
+
     pub(crate) fn owner(&self) -> &str {
         &self.owner
     }

@@ -147,26 +147,13 @@ impl Store {
 
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
+    ///
     /// Jobs of a kind the in-process runner offers free slots for start at once, in
     /// the same transaction ([`Dispatch`]); their outcomes show them started.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
         let offer = self.dispatch.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        match (&*self.backend, offer) {
-            (Backend::Sqlite(s), offer) => s.submit(jobs, offer).await,
-            (Backend::Postgres(p), None) => p.submit(jobs, None).await,
-            // Spawned, so that it runs to the end even if the caller stops waiting: the
-            // claims it makes must reach the runner, or they would sit leased.
-            (Backend::Postgres(_), Some(offer)) => {
-                let store = self.clone();
-                let submitting = tokio::spawn(async move {
-                    match &*store.backend {
-                        Backend::Postgres(p) => p.submit(jobs, Some(offer)).await,
-                        Backend::Sqlite(s) => s.submit(jobs, Some(offer)).await,
-                    }
-                });
-                submitting.await.map_err(|_| StoreError::Closed)?
-            }
-        }
+        let offer = offer.filter(|offer| offer.has_slots());
+        dispatch!(self, s => s.submit(jobs, offer).await)
     }
 
     /// Signals from every node sharing this store; `None` for the embedded store,

@@ -373,17 +373,26 @@ pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -
 }
 
 impl PostgresStore {
-    /// With a `dispatch` offer, the caller must not drop this future before it ends
-    /// (the store spawns it): claims made in the transaction are handed over after
-    /// the commit. Submissions without idempotency keys go through the submitter
-    /// ([`super::submitter`]), which commits many in one transaction.
+    /// Submissions without idempotency keys go through the submitter
+    /// ([`super::submitter`]), which commits many in one transaction. Claims that a
+    /// `dispatch` offer made in the transaction are handed over after the commit by
+    /// a task of their own (the submitter's, or one spawned here), so that a caller
+    /// who stops waiting cannot leave them leased to nobody.
     pub(crate) async fn submit(
         &self,
         jobs: Vec<NewJob>,
         dispatch: Option<Arc<Dispatch>>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
         let outcomes = if jobs.iter().any(|job| job.idempotency_key.is_some()) {
-            submit_in(&self.pool, jobs, dispatch).await?
+            match dispatch {
+                Some(dispatch) => {
+                    let pool = self.pool.clone();
+                    let submitting =
+                        tokio::spawn(async move { submit_in(&pool, jobs, Some(dispatch)).await });
+                    submitting.await.map_err(|_| StoreError::Closed)??
+                }
+                None => submit_in(&self.pool, jobs, None).await?,
+            }
         } else {
             let submitter = self.submitter.get_or_init(|| spawn_submitter(self.pool.clone()));
             let request = |reply| SubmitRequest { jobs, dispatch, reply };

@@ -42,6 +42,19 @@ pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
     let claimed = claim(&store, &["t.direct", "t.other"], "w-1", 10).await;
     assert_eq!(numbers_of_claims(&claimed), vec![jobs[1].number, jobs[3].number]);
 
+    // A submission with an idempotency key (a transaction of its own) is dispatched
+    // alike, once; its repeat returns the started job without starting anything.
+    offer.offer(1);
+    let keyed = submit(&store, with_key(new_job("ACME", "t.direct"), "key-1", "hash-1")).await;
+    assert_eq!(keyed.status, JobStatus::Executing);
+    assert_eq!(claims.try_recv().expect("the keyed job's claim").job, keyed);
+    offer.offer(1);
+    let repeat =
+        store.submit(vec![with_key(new_job("ACME", "t.direct"), "key-1", "hash-1")]).await.expect("repeat");
+    assert_eq!(repeat[0].job(), &keyed);
+    assert!(claims.try_recv().is_err(), "a repeat starts nothing");
+    assert_eq!(offer.withdraw(), 1);
+
     // A withdrawn offer starts nothing, and says how much of it was left.
     offer.offer(3);
     assert_eq!(offer.withdraw(), 3);
