@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use opsq_domain::AccountAlias;
-use opsq_store::{Account, KindSettings, Store};
+use opsq_store::{Account, KindSettings, Store, SubmitOutcome};
 
 use crate::recent::Recent;
 
@@ -49,6 +49,18 @@ impl AppState {
     ) -> ApiResult<(u32, bool)> {
         let settings = self.kind_settings(kind.as_str()).await?;
         Ok(apply_kind_defaults(settings.as_ref(), max_attempts, safe_to_repeat))
+    }
+
+    /// Wakes the runner and long-polling workers if a submission left jobs waiting.
+    /// Jobs the runner already started in the submission's transaction need no
+    /// claim, so a submission that was all dispatched wakes nobody.
+    pub fn submitted(&self, outcomes: &[SubmitOutcome]) {
+        let waiting = outcomes.iter().any(
+            |outcome| matches!(outcome, SubmitOutcome::Created(job) if job.status == opsq_domain::JobStatus::NotStarted),
+        );
+        if waiting {
+            self.wakeup.notify();
+        }
     }
 
     /// A kind's stored settings, at most [`crate::recent::RECENT_TTL`] old.

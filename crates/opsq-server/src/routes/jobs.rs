@@ -46,17 +46,12 @@ pub async fn submit_job(
     let key = idempotency_key(&headers)?;
     let kinds = kind_settings(&state, [request.kind.as_str()]).await?;
     let job = new_job(&caller, &alias, &location, request, key, &kinds)?;
-    let outcome = state
-        .store
-        .submit(vec![job])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("the store accepted no job".into()))?;
+    let outcomes = state.store.submit(vec![job]).await?;
+    state.submitted(&outcomes);
+    let outcome =
+        outcomes.into_iter().next().ok_or_else(|| ApiError::Internal("the store accepted no job".into()))?;
     let (status, job) = match outcome {
-        SubmitOutcome::Created(job) => {
-            state.wakeup.notify();
-            (StatusCode::ACCEPTED, job)
-        }
+        SubmitOutcome::Created(job) => (StatusCode::ACCEPTED, job),
         SubmitOutcome::Existing(job) => (StatusCode::OK, job),
         SubmitOutcome::KeyConflict(job) => return Err(key_conflict(&job)),
     };
@@ -103,21 +98,17 @@ pub async fn submit_batch(
         jobs.push(new_job(&caller, &alias, &location, item.job, key, &kinds).map_err(in_item)?);
     }
     let outcomes = state.store.submit(jobs).await?;
-    let mut created = false;
+    state.submitted(&outcomes);
     let answers: Vec<Value> = outcomes
         .iter()
         .map(|outcome| match outcome {
             SubmitOutcome::Created(job) | SubmitOutcome::Existing(job) => {
-                created |= matches!(outcome, SubmitOutcome::Created(_));
                 json!({"id": job.status_id().to_string(), "number": job.number, "status": job.status.as_str(),
                        "created": matches!(outcome, SubmitOutcome::Created(_))})
             }
             SubmitOutcome::KeyConflict(job) => json!({"error": key_conflict(job).to_string()}),
         })
         .collect();
-    if created {
-        state.wakeup.notify();
-    }
     Ok((StatusCode::ACCEPTED, Json(json!({ "jobs": answers }))).into_response())
 }
 

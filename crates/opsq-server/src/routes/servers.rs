@@ -77,8 +77,9 @@ pub async fn queue_operation(
         }
     }
     // The store answers one outcome per job, in order.
-    let mut created = if jobs.is_empty() { Vec::new() } else { state.store.submit(jobs).await? }.into_iter();
-    state.wakeup.notify();
+    let created = if jobs.is_empty() { Vec::new() } else { state.store.submit(jobs).await? };
+    state.submitted(&created);
+    let mut created = created.into_iter();
     let mut answer = Vec::with_capacity(plan.len());
     for entry in plan {
         answer.push(match entry {
