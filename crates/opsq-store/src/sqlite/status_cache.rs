@@ -36,6 +36,15 @@ impl StatusCache {
         shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every shard, locked in order. Hold the guards until the commit count has
+    /// moved: a read that began before must not store between the two.
+    fn lock_all(&self) -> Vec<std::sync::MutexGuard<'_, HashMap<i64, JobStatusRow>>> {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            .collect()
+    }
+
     /// Call before reading the database.
     pub(crate) fn begin_read(&self) -> ReadStart {
         ReadStart(self.commits.load(Ordering::Acquire))
@@ -65,8 +74,7 @@ impl StatusCache {
         if touched.is_empty() {
             return;
         }
-        let mut guards: Vec<_> =
-            self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        let mut guards = self.lock_all();
         for number in touched.drain(..) {
             guards[number.rem_euclid(SHARDS as i64) as usize].remove(&number);
         }
@@ -75,8 +83,7 @@ impl StatusCache {
 
     /// Forgets everything: the database changed in ways this process did not see.
     pub(crate) fn clear(&self) {
-        let mut guards: Vec<_> =
-            self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner())).collect();
+        let mut guards = self.lock_all();
         guards.iter_mut().for_each(|shard| shard.clear());
         self.commits.fetch_add(1, Ordering::AcqRel);
     }
