@@ -3,7 +3,7 @@
 # job queues of ../shared/bench/peers (graphile-worker, pg-boss, BullMQ, procrastinate,
 # rq), on the same machine, in the same run, with ratios. See bench/README.md.
 #
-#   bench/run.sh                 # about 45 min on 2 cores; RUNS=1 for a quick look
+#   bench/run.sh                 # 30-50 min on 2 cores (3 runs); RUNS=1 for a quick look
 #
 # Workloads:
 #   W1  burn-down: bulk-submit 20k no-op jobs, then drain them (peer harness)

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc malloc: allocation was about 15% of the server's CPU per
-/// status read, glibc's per-thread arenas contending under load.
+/// mimalloc rather than glibc malloc: glibc's malloc and free were about 15% of the
+/// server's CPU per status read (perf, W3 on PostgreSQL), and mimalloc cut the CPU
+/// per read by a fifth on PostgreSQL and a tenth on SQLite (bench/RESULTS.md, step 14).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -25,8 +25,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc rather than glibc malloc: allocation was about 15% of the server's CPU per
-/// status read, glibc's per-thread arenas contending under load.
+/// mimalloc rather than glibc malloc: glibc's malloc and free were about 15% of the
+/// server's CPU per status read (perf, W3 on PostgreSQL), and mimalloc cut the CPU
+/// per read by a fifth on PostgreSQL and a tenth on SQLite (bench/RESULTS.md, step 14).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
