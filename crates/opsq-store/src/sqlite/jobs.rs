@@ -210,14 +210,6 @@ impl SqliteStore {
         jobs: Vec<NewJob>,
         dispatch: Option<Arc<Dispatch>>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
-        let Some(dispatch) = dispatch else {
-            return self
-                .write(move |c| {
-                    let now = now_ms();
-                    jobs.into_iter().map(|job| submit_one(c, job, now)).collect()
-                })
-                .await;
-        };
         let deliver_to = dispatch.clone();
         let (outcomes, _) = self
             .write_then(
@@ -225,10 +217,17 @@ impl SqliteStore {
                     let now = now_ms();
                     let mut outcomes =
                         jobs.into_iter().map(|job| submit_one(c, job, now)).collect::<Result<Vec<_>, _>>()?;
-                    let claims = start_dispatched(c, &dispatch, &mut outcomes, now)?;
+                    let claims = match &dispatch {
+                        Some(dispatch) => start_dispatched(c, dispatch, &mut outcomes, now)?,
+                        None => Vec::new(),
+                    };
                     Ok((outcomes, claims))
                 },
-                move |(_, claims)| deliver_to.deliver(std::mem::take(claims)),
+                move |(_, claims)| {
+                    if let Some(dispatch) = deliver_to {
+                        dispatch.deliver(std::mem::take(claims));
+                    }
+                },
             )
             .await?;
         Ok(outcomes)
