@@ -153,7 +153,10 @@ pub async fn claim_starts_an_attempt(store: Store) {
             vec![(JobStatus::NotStarted, 0), (JobStatus::Executing, 1)]
         );
         assert_between("claim event", events[1].at, before, after);
-        assert_eq!(events[1].message, "attempt 1 started by worker-1", "the start names the attempt and worker");
+        assert_eq!(
+            events[1].message, "attempt 1 started by worker-1",
+            "the start names the attempt and worker"
+        );
     }
     // The leases are live: nothing to take back.
     assert!(store.rescue(None).await.unwrap().is_empty());
