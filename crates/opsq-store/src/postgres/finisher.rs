@@ -50,15 +50,19 @@ const FINISH_MANY: &str = concat!(
            AND lease_token = in_token AND status = 'executing' AND lease_until >= $1
          RETURNING ",
     job_columns!(),
-    ", in_message
+    ", in_token, in_message
      ), recorded AS (
          INSERT INTO job_events (job, at, status, attempt, message)
          SELECT number, $1, status, attempt, in_message FROM done
      )
      SELECT ",
     job_columns!(),
-    " FROM done"
+    ", in_token FROM done"
 );
+
+/// The column of [`FINISH_MANY`]'s answer after the job's: the lease token that
+/// recorded it.
+const TOKEN_COLUMN: usize = 23;
 
 /// One attempt's outcome, waiting for its batch.
 pub(crate) struct FinishRequest {
@@ -173,9 +177,12 @@ async fn finish_many(
     Ok(results)
 }
 
-/// Runs [`FINISH_MANY`] for the planned outcomes and answers each in order. A job
-/// named twice in one batch is recorded once: the later request finds the lease
-/// already given up, as it would have one statement later.
+/// Runs [`FINISH_MANY`] for the planned outcomes and answers each in order. An
+/// attempt (job and lease token) named twice in one batch is recorded once: the later
+/// request finds the lease already given up, as it would have one statement later.
+/// Requests are told apart by token as well as job, so a stale attempt's outcome
+/// (a rescued job's previous worker) can neither take the place of the live
+/// attempt's in the batch nor be answered with its row.
 async fn update(
     c: &impl GenericClient,
     planned: Vec<Planned>,
@@ -193,7 +200,7 @@ async fn update(
     let mut messages = Vec::with_capacity(planned.len());
     for plan in &planned {
         let Ok((number, token, finished)) = plan else { continue };
-        if !seen.insert(*number) {
+        if !seen.insert((*number, token.as_str())) {
             continue;
         }
         numbers.push(*number);
@@ -227,14 +234,15 @@ async fn update(
         .await?;
         for row in &rows {
             let job = rows::job(row)?;
-            recorded.insert(job.number, job);
+            let token: String = row.try_get(TOKEN_COLUMN)?;
+            recorded.insert((job.number, token), job);
         }
     }
     let mut answers = Vec::with_capacity(planned.len());
     for plan in planned {
         let recorded = match plan {
-            // The first request for a job takes its recorded row; a repeat finds none.
-            Ok((number, _, _)) => recorded.remove(&number).ok_or(number),
+            // The first request for an attempt takes its recorded row; a repeat finds none.
+            Ok((number, token, _)) => recorded.remove(&(number, token)).ok_or(number),
             // Fenced out by the locking read: lost, or gone altogether.
             Err(StoreError::LeaseLost(number)) => Err(number),
             Err(err) => {

@@ -662,3 +662,22 @@ pub async fn retryable_without_a_time_backs_off_by_attempt(store: Store) {
         }
     }
 }
+
+pub async fn a_stale_outcome_beside_the_live_one_does_not_block_it(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let j = submit(&store, with_attempts(new_job("ACME", "t.twice"), 3, true)).await;
+    let old = claim_job(&store, &j, "w-1", 1).await;
+    rescue_expired(&store, &[j.number]).await;
+    let new = claim_job(&store, &j, "w-2", LONG_LEASE_MS).await;
+
+    // The previous worker and the live one report at the same moment, the stale one
+    // first: where outcomes are recorded together they land in one batch.
+    let (stale, live) = tokio::join!(
+        store.finish(j.number, &old.lease_token, JobOutcome::Succeeded(json!("stale"))),
+        store.finish(j.number, &new.lease_token, JobOutcome::Succeeded(json!("live"))),
+    );
+    assert_lease_lost(stale, j.number);
+    let done = live.expect("the live attempt's outcome is recorded");
+    assert_eq!((done.status, &done.result), (JobStatus::Succeeded, &Some(json!("live"))));
+    assert_eq!(job(&store, j.number).await, done);
+}
