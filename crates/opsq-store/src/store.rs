@@ -151,6 +151,12 @@ impl Store {
     /// Jobs of a kind the in-process runner offers free slots for start at once, in
     /// the same transaction ([`Dispatch`]); their outcomes show them started.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
+        for job in &jobs {
+            storable("title", &job.title)?;
+            storable("submitter", &job.submitter)?;
+            storable("idempotency key", job.idempotency_key.as_deref().unwrap_or_default())?;
+            storable("request hash", job.request_hash.as_deref().unwrap_or_default())?;
+        }
         let offer = self.dispatch.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let offer = offer.filter(|offer| offer.has_slots());
         dispatch!(self, s => s.submit(jobs, offer).await)
@@ -211,6 +217,7 @@ impl Store {
         progress: Option<Progress>,
         lease_ms: i64,
     ) -> Result<HeartbeatAck, StoreError> {
+        storable("progress description", progress.as_ref().map_or("", |p| p.description.as_str()))?;
         dispatch!(self, s => s.heartbeat(number, lease_token.to_string(), progress, lease_ms).await)
     }
 
@@ -222,6 +229,9 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
+        if let JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. } = &outcome {
+            storable("error", error)?;
+        }
         dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
     }
 
@@ -233,11 +243,13 @@ impl Store {
 
     /// Cancels a job: at once if it waits, by asking its worker if it runs.
     pub async fn cancel(&self, number: i64, reason: &str) -> Result<CancelOutcome, StoreError> {
+        storable("reason", reason)?;
         dispatch!(self, s => s.cancel(number, reason.to_string()).await)
     }
 
     /// Settles an `unknown` outcome; refused for any other status.
     pub async fn resolve(&self, number: i64, resolution: Resolution, note: &str) -> Result<Job, StoreError> {
+        storable("note", note)?;
         dispatch!(self, s => s.resolve(number, resolution, note.to_string()).await)
     }
 
@@ -271,4 +283,14 @@ impl Store {
     pub async fn prune_sessions(&self) -> Result<usize, StoreError> {
         dispatch!(self, s => s.prune_sessions().await)
     }
+}
+
+/// PostgreSQL cannot store a NUL character in text, and on a batched write (outcomes,
+/// submissions) one such value would fail every other caller's in the batch. Both
+/// stores refuse it alike, before anything is queued.
+fn storable(field: &str, text: &str) -> Result<(), StoreError> {
+    if text.contains('\0') {
+        return Err(StoreError::Invalid(format!("{field} must not contain a NUL character")));
+    }
+    Ok(())
 }

@@ -681,3 +681,35 @@ pub async fn a_stale_outcome_beside_the_live_one_does_not_block_it(store: Store)
     assert_eq!((done.status, &done.result), (JobStatus::Succeeded, &Some(json!("live"))));
     assert_eq!(job(&store, j.number).await, done);
 }
+
+pub async fn text_the_store_cannot_keep_fails_only_its_own_call(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let good = submit(&store, new_job("ACME", "t.nul")).await;
+    let bad = submit(&store, new_job("ACME", "t.nul")).await;
+    let claims = claim(&store, &["t.nul"], "w-1", 10).await;
+    let token =
+        |number: i64| claims.iter().find(|c| c.job.number == number).expect("claimed").lease_token.clone();
+
+    // Reported at the same moment: where outcomes are recorded together they share a batch.
+    let (good_token, bad_token) = (token(good.number), token(bad.number));
+    let (good_done, bad_done) = tokio::join!(
+        store.finish(good.number, &good_token, JobOutcome::Succeeded(json!(1))),
+        store.finish(bad.number, &bad_token, JobOutcome::Fatal("broken\0here".into())),
+    );
+    assert_eq!(good_done.expect("the neighbour's outcome is recorded").status, JobStatus::Succeeded);
+    assert_invalid(bad_done);
+    assert_eq!(
+        status_of(&store, bad.number).await,
+        JobStatus::Executing,
+        "the refused outcome changed nothing"
+    );
+
+    let mut unstorable = new_job("ACME", "t.nul");
+    unstorable.title = "a\0b".into();
+    assert_invalid(store.submit(vec![new_job("ACME", "t.nul"), unstorable]).await);
+    assert_eq!(
+        claim(&store, &["t.nul"], "w-2", 10).await.len(),
+        0,
+        "a refused submission stores none of its jobs"
+    );
+}
