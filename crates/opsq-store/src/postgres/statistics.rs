@@ -3,13 +3,13 @@
 //! The claim statement is fast only when it walks the waiting-jobs index in order and
 //! stops after the jobs it takes. PostgreSQL picks that plan from its statistics, which
 //! autovacuum refreshes about once a minute at best: after a burst into a small
-//! table it still believes in a few dozen rows, sorts every waiting job on each claim
-//! instead: a claim of a handful of jobs out of 20,000 took 8.7 ms instead of
-//! 0.05 ms (auto_explain and EXPLAIN ANALYZE), and W1 with external workers drained
-//! at 1,690 jobs/s instead of 4,887 after a manual ANALYZE. So each node counts the
-//! jobs it inserted and, once they exceed a fifth of what the statistics know of, runs
-//! `ANALYZE jobs` in the background (a sample, not a scan: 230 ms at a million jobs on
-//! the benchmark machine, and at most once per 20% of growth).
+//! table it still believes in a few dozen rows, and sorts every waiting job on each
+//! claim instead (8.7 ms per claim of a handful out of 20,000, auto_explain). So each
+//! node counts the jobs it inserted and, once they exceed a fifth of what the
+//! statistics know of, runs `ANALYZE jobs` in the background: a sample, not a scan
+//! (226-240 ms at a million jobs, 3 runs), at most once per 20% of growth. With it, W1
+//! with external workers drained 4,633-5,532 jobs/s instead of 1,215-1,690
+//! (bench/RESULTS.md, step 11).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
