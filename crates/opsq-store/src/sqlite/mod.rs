@@ -12,6 +12,7 @@ mod jobs;
 mod rows;
 mod schema;
 mod status_cache;
+mod wal_space;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,11 +57,13 @@ impl SqliteStore {
         let mut write_conn = Connection::open(&path)?;
         write_conn.busy_timeout(BUSY_TIMEOUT)?;
         plan_once(&write_conn)?;
-        write_conn.execute_batch(
+        write_conn.execute_batch(&format!(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-             PRAGMA temp_store=MEMORY;",
-        )?;
+             PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint={};",
+            wal_space::AUTOCHECKPOINT_PAGES
+        ))?;
         schema::migrate(&mut write_conn)?;
+        wal_space::ensure(&write_conn, &data_dir.join("opsq.db-wal"))?;
 
         let reader_count = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4);
         let readers =
