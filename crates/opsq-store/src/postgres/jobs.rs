@@ -8,7 +8,6 @@
 //! of two racing calls (two finishes, a finish and a rescue) the second sees what the
 //! first did.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
@@ -23,7 +22,7 @@ use super::signals;
 use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
 use super::submitter::{spawn_submitter, submit_batch, SubmitRequest};
 use super::{execute, query, query_one, query_opt, PostgresStore};
-use crate::dispatch::Dispatch;
+use crate::dispatch::{show_started, Dispatch};
 use crate::types::*;
 use crate::{now_ms, rules, Signal, StoreError};
 
@@ -210,27 +209,14 @@ async fn start_dispatched(
     outcomes: &mut [SubmitOutcome],
     now: i64,
 ) -> Result<Vec<Claim>, StoreError> {
-    let numbers: Vec<i64> = outcomes
-        .iter()
-        .filter_map(|outcome| match outcome {
-            SubmitOutcome::Created(job) if dispatch.take_slot(job.kind.as_str()) => Some(job.number),
-            _ => None,
-        })
-        .collect();
+    let numbers = dispatch.take_created(outcomes);
     if numbers.is_empty() {
         return Ok(Vec::new());
     }
     let owner = dispatch.owner();
     let rows = query(c, START_DISPATCHED, &[&owner, &now, &dispatch.lease_ms(), &numbers]).await?;
     let claims = rows.iter().map(claim_of).collect::<Result<Vec<_>, _>>()?;
-    let started: HashMap<i64, &Job> = claims.iter().map(|claim| (claim.job.number, &claim.job)).collect();
-    for outcome in outcomes {
-        if let SubmitOutcome::Created(job) = outcome {
-            if let Some(claimed) = started.get(&job.number) {
-                *job = (*claimed).clone();
-            }
-        }
-    }
+    show_started(outcomes, &claims);
     Ok(claims)
 }
 

@@ -4,7 +4,6 @@
 //! claim, and is refused once that token is no longer the job's (expired, rescued,
 //! or ended), so a worker that lost its lease can never record an outcome.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
@@ -13,7 +12,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, alias_at, location_at, status_at, RawJob, JOB_COLUMNS, JOB_COLUMN_COUNT};
 use super::SqliteStore;
-use crate::dispatch::Dispatch;
+use crate::dispatch::{show_started, Dispatch};
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
 
@@ -141,13 +140,7 @@ fn start_dispatched(
     outcomes: &mut [SubmitOutcome],
     now: i64,
 ) -> Result<Vec<Claim>, StoreError> {
-    let taken: Vec<i64> = outcomes
-        .iter()
-        .filter_map(|outcome| match outcome {
-            SubmitOutcome::Created(job) if dispatch.take_slot(job.kind.as_str()) => Some(job.number),
-            _ => None,
-        })
-        .collect();
+    let taken = dispatch.take_created(outcomes);
     if taken.is_empty() {
         return Ok(Vec::new());
     }
@@ -169,14 +162,7 @@ fn start_dispatched(
         dispatch.owner(),
         now,
     )?;
-    let started: HashMap<i64, &Claim> = claims.iter().map(|claim| (claim.job.number, claim)).collect();
-    for outcome in outcomes {
-        if let SubmitOutcome::Created(job) = outcome {
-            if let Some(claim) = started.get(&job.number) {
-                *job = claim.job.clone();
-            }
-        }
-    }
+    show_started(outcomes, &claims);
     Ok(claims)
 }
 
