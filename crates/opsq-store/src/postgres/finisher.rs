@@ -15,8 +15,7 @@ use opsq_domain::{Job, JobStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batcher::{shared_error, spawn_batcher};
-use super::jobs::lease_lost_or_missing;
-use super::rows::{self, job_columns};
+use super::rows::{self, job_columns, JOB_COLUMN_COUNT};
 use super::{query, signals};
 use crate::types::JobOutcome;
 use crate::{now_ms, rules, Signal, StoreError};
@@ -62,7 +61,7 @@ const FINISH_MANY: &str = concat!(
 
 /// The column of [`FINISH_MANY`]'s answer after the job's: the lease token that
 /// recorded it.
-const TOKEN_COLUMN: usize = 23;
+const TOKEN_COLUMN: usize = JOB_COLUMN_COUNT;
 
 /// One attempt's outcome, waiting for its batch.
 pub(crate) struct FinishRequest {
@@ -238,22 +237,44 @@ async fn update(
             recorded.insert((job.number, token), job);
         }
     }
-    let mut answers = Vec::with_capacity(planned.len());
-    for plan in planned {
-        let recorded = match plan {
+    let mut answers: Vec<Result<Job, StoreError>> = planned
+        .into_iter()
+        .map(|plan| match plan {
             // The first request for an attempt takes its recorded row; a repeat finds none.
-            Ok((number, token, _)) => recorded.remove(&(number, token)).ok_or(number),
-            // Fenced out by the locking read: lost, or gone altogether.
-            Err(StoreError::LeaseLost(number)) => Err(number),
-            Err(err) => {
-                answers.push(Err(err));
-                continue;
-            }
-        };
-        answers.push(match recorded {
-            Ok(job) => Ok(job),
-            Err(number) => Err(lease_lost_or_missing(c, number).await),
-        });
-    }
+            Ok((number, token, _)) => recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number)),
+            // Fenced out by the locking read (lost, or gone altogether), or refused.
+            Err(err) => Err(err),
+        })
+        .collect();
+    tell_lost_from_missing(c, &mut answers).await;
     Ok(answers)
+}
+
+/// Turns each `LeaseLost` answer whose job no longer exists into `NotFound`, with one
+/// query for the whole batch: a query per refused job held the batch's row locks
+/// for a round trip each.
+async fn tell_lost_from_missing(c: &impl GenericClient, answers: &mut [Result<Job, StoreError>]) {
+    let refused: Vec<i64> = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            Err(StoreError::LeaseLost(number)) => Some(*number),
+            _ => None,
+        })
+        .collect();
+    if refused.is_empty() {
+        return;
+    }
+    let existing: Result<HashSet<i64>, StoreError> =
+        match query(c, "SELECT number FROM jobs WHERE number = ANY($1)", &[&refused]).await {
+            Ok(rows) => rows.iter().map(|row| row.try_get::<_, i64>(0).map_err(StoreError::from)).collect(),
+            Err(err) => Err(err),
+        };
+    for answer in answers {
+        let Err(StoreError::LeaseLost(number)) = answer else { continue };
+        match &existing {
+            Ok(existing) if existing.contains(number) => {}
+            Ok(_) => *answer = Err(StoreError::NotFound(format!("job {number}"))),
+            Err(err) => *answer = Err(shared_error(err)),
+        }
+    }
 }

@@ -713,3 +713,24 @@ pub async fn text_the_store_cannot_keep_fails_only_its_own_call(store: Store) {
         "a refused submission stores none of its jobs"
     );
 }
+
+pub async fn refused_outcomes_reported_together_are_told_apart(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let lost = submit(&store, with_attempts(new_job("ACME", "t.lost"), 3, true)).await;
+    let old = claim_job(&store, &lost, "w-1", 1).await;
+    rescue_expired(&store, &[lost.number]).await;
+    let live = submit(&store, new_job("ACME", "t.live")).await;
+    let current = claim_job(&store, &live, "w-2", LONG_LEASE_MS).await;
+
+    // Reported at the same moment: where outcomes are recorded together they share a
+    // batch, and each refusal must still say why it was refused.
+    let missing = live.number + 1000;
+    let (lost_done, missing_done, live_done) = tokio::join!(
+        store.finish(lost.number, &old.lease_token, JobOutcome::Fatal("late".into())),
+        store.finish(missing, &old.lease_token, JobOutcome::Succeeded(json!(0))),
+        store.finish(live.number, &current.lease_token, JobOutcome::Succeeded(json!(1))),
+    );
+    assert_lease_lost(lost_done, lost.number);
+    assert_not_found(missing_done);
+    assert_eq!(live_done.expect("the live outcome is recorded").status, JobStatus::Succeeded);
+}

@@ -227,6 +227,7 @@ macro_rules! all_conformance_tests {
             leases::rescued_lease_token_is_fenced,
             leases::a_stale_outcome_beside_the_live_one_does_not_block_it,
             leases::text_the_store_cannot_keep_fails_only_its_own_call,
+            leases::refused_outcomes_reported_together_are_told_apart,
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
             concurrency::concurrent_submits_get_distinct_numbers,
