@@ -109,7 +109,7 @@ impl RawClaim {
 
 /// Records the start of each claimed attempt, all in one statement: one INSERT per
 /// event, starts and ends together, was about 14% of the writer thread's samples in
-/// a drain (perf, quick W1 on SQLite).
+/// a drain (bench/RESULTS.md, step 16).
 fn record_starts(
     c: &Connection,
     started: impl IntoIterator<Item = (i64, u32)>,

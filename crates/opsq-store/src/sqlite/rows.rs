@@ -36,7 +36,7 @@ pub(crate) fn job(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// A job row copied out as stored, not yet checked or parsed. The writer thread is
 /// the embedded store's one bottleneck, and parsing a row's JSON and names there
-/// cost it about a sixth of its samples in a drain (perf, quick W1), so claims and
+/// cost it about 18% of its samples in a drain (bench/RESULTS.md, step 16), so claims and
 /// outcomes hand it to their callers to decode on their own threads. Submissions
 /// still decode there; their share was not measured.
 pub(crate) struct RawJob {
