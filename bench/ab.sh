@@ -6,7 +6,7 @@
 #
 # This machine's speed moves a lot from one minute to the next, so a change is
 # judged by interleaved pairs, never by one run of each. For W1 on SQLite it also
-# prints the writer thread's CPU per drained job, which moves less with the hour
+# prints the writer thread's and the whole server's CPU per drained job, which move less with the hour
 # than jobs/s. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256), STORE
 # (sqlite, or pg with PG_ADMIN_URL: the script creates a fresh database `opsq_ab`
 # on that server for every run and drops it on exit).
@@ -45,6 +45,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# CPU ticks (user + system) of the whole server process, or 0.
+server_ticks() {
+  local pid
+  pid=$(cat "$OPSQ_BENCH_STATE/server.pid" 2>/dev/null) || { echo 0; return; }
+  cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
+}
+
 # CPU ticks (user + system) of the server's SQLite writer thread, or 0.
 writer_ticks() {
   local pid t
@@ -68,7 +75,7 @@ wait_for_lines() {
 }
 
 run_once() {
-  local label=$1 server=$2 ticks0 ticks1
+  local label=$1 server=$2 ticks0 ticks1 all0 all1
   export OPSQ_BENCH_SERVER=$server
   : >"$PB_RESULTS"
   fresh_database
@@ -76,17 +83,18 @@ run_once() {
   case $WORKLOAD in
     W1)
       "$PEER" enqueue bulk "$N" b >/dev/null
-      ticks0=$(writer_ticks)
+      ticks0=$(writer_ticks) all0=$(server_ticks)
       "$PEER" worker >/dev/null 2>&1 & worker=$!
       wait_for_lines "$N" 300
-      ticks1=$(writer_ticks)
+      ticks1=$(writer_ticks) all1=$(server_ticks)
       kill "$worker"; wait "$worker" 2>/dev/null || true; worker=""
-      python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" <<'PY'
+      python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" "$((all1 - all0))" <<'PY'
 import sys
-path, label, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, label, ticks, hz, all_ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 picked = [float(line.split()[3]) for line in open(path) if line.strip()]
 drain = len(picked) / ((max(picked) - min(picked)) / 1000)
 cpu = f"  writer CPU {ticks / hz * 1e6 / len(picked):.1f} us/job" if ticks else ""
+cpu += f"  server CPU {all_ticks / hz * 1e6 / len(picked):.1f} us/job" if all_ticks else ""
 print(f"{label}  W1 jobs={len(picked)} drain={drain:.0f} jobs/s{cpu}")
 PY
       ;;

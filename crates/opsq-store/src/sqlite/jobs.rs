@@ -16,7 +16,7 @@ use crate::dispatch::{show_started, Dispatch};
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
 
-fn record_event(
+pub(super) fn record_event(
     conn: &Connection,
     job: i64,
     at: i64,
@@ -229,7 +229,7 @@ fn in_clause(column: &str, values: impl IntoIterator<Item = String>, args: &mut 
 }
 
 /// Why a fenced write matched no row: the job exists (the lease is gone) or not.
-fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
+pub(super) fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
     let exists = conn
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM jobs WHERE number = ?1)")
         .and_then(|mut stmt| stmt.query_row([number], |r| r.get::<_, bool>(0)));
@@ -238,6 +238,47 @@ fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreError {
         Ok(false) => StoreError::NotFound(format!("job {number}")),
         Err(err) => err.into(),
     }
+}
+
+/// Records an attempt's outcome, fenced by its lease token, and its history entry.
+pub(super) fn record_finished(
+    c: &Connection,
+    number: i64,
+    lease_token: &str,
+    finished: &rules::Finished,
+    now: i64,
+) -> Result<RawJob, StoreError> {
+    let status = finished.status;
+    let finished_at = status.is_terminal().then_some(now);
+    let percent_sql = if status == JobStatus::Succeeded { "100" } else { "percent" };
+    let job = c
+        .prepare_cached(&format!(
+            "UPDATE jobs SET status = ?2, result = ?3, error = ?4, run_after = ?5, step_desc = ?6,
+                    status_at = ?7, finished_at = ?8, percent = {percent_sql},
+                    lease_owner = NULL, lease_token = NULL, lease_until = NULL
+             WHERE number = ?1 AND lease_token = ?9 AND status = 'executing' AND lease_until >= ?7
+             RETURNING {JOB_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                number,
+                status.as_str(),
+                finished.result,
+                finished.error,
+                finished.run_after,
+                finished.description,
+                now,
+                finished_at,
+                lease_token
+            ],
+            RawJob::read,
+        )
+        .optional()?;
+    let Some(job) = job else {
+        return Err(lease_lost_or_missing(c, number));
+    };
+    record_event(c, number, now, status, job.attempt(), &finished.message)?;
+    Ok(job)
 }
 
 impl SqliteStore {
@@ -446,15 +487,18 @@ impl SqliteStore {
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
+        // A success ends the job whatever its attempt count or a cancel request, so it
+        // needs nothing read first and is recorded with the other successes waiting
+        // for the writer, in one statement (see `finisher`).
+        if let JobOutcome::Succeeded(_) = outcome {
+            let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
+            return self.finish_success(number, lease_token, finished).await;
+        }
         let job = self
             .write(move |c| {
                 let now = now_ms();
-                // Success ends the job whatever its attempt count or a cancel request, so
-                // only the other outcomes read the job first; the update is fenced either way.
-                let current = if matches!(outcome, JobOutcome::Succeeded(_)) {
-                    Some((0, 0, false, None))
-                } else {
-                    c.prepare_cached(
+                let current = c
+                    .prepare_cached(
                         "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
                      WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
                     )?
@@ -466,49 +510,18 @@ impl SqliteStore {
                             r.get::<_, Option<String>>(3)?,
                         ))
                     })
-                    .optional()?
-                };
+                    .optional()?;
                 let Some((attempt, max_attempts, cancel_requested, cancel_reason)) = current else {
                     return Err(lease_lost_or_missing(c, number));
                 };
-                let rules::Finished { status, result, error, run_after, description, message } =
-                    rules::finish(
-                        outcome,
-                        attempt,
-                        max_attempts,
-                        cancel_reason.as_deref().filter(|_| cancel_requested),
-                        now,
-                    )?;
-                let finished_at = status.is_terminal().then_some(now);
-                let percent_sql = if status == JobStatus::Succeeded { "100" } else { "percent" };
-                let job = c
-                    .prepare_cached(&format!(
-                    "UPDATE jobs SET status = ?2, result = ?3, error = ?4, run_after = ?5, step_desc = ?6,
-                            status_at = ?7, finished_at = ?8, percent = {percent_sql},
-                            lease_owner = NULL, lease_token = NULL, lease_until = NULL
-                     WHERE number = ?1 AND lease_token = ?9 AND status = 'executing' AND lease_until >= ?7
-                     RETURNING {JOB_COLUMNS}"
-                ))?
-                    .query_row(
-                        params![
-                            number,
-                            status.as_str(),
-                            result,
-                            error,
-                            run_after,
-                            description,
-                            now,
-                            finished_at,
-                            lease_token
-                        ],
-                        RawJob::read,
-                    )
-                    .optional()?;
-                let Some(job) = job else {
-                    return Err(lease_lost_or_missing(c, number));
-                };
-                record_event(c, number, now, status, job.attempt(), &message)?;
-                Ok(job)
+                let finished = rules::finish(
+                    outcome,
+                    attempt,
+                    max_attempts,
+                    cancel_reason.as_deref().filter(|_| cancel_requested),
+                    now,
+                )?;
+                record_finished(c, number, &lease_token, &finished, now)
             })
             .await?;
         Ok(job.decode()?)

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod control;
+mod finisher;
 mod housekeeping;
 mod jobs;
 mod rows;
@@ -38,6 +39,8 @@ pub(crate) struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     statuses: Arc<status_cache::StatusCache>,
+    /// Successes waiting to be recorded together (see `finisher`).
+    successes: Arc<finisher::SuccessQueue>,
 }
 
 impl SqliteStore {
@@ -88,7 +91,14 @@ impl SqliteStore {
             .name("opsq-sqlite-writer".into())
             .spawn(move || run_writer(write_conn, ops, &touched, &writer_statuses))
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
-        Ok(Self { path, writer, readers, next_reader: AtomicUsize::new(0), statuses })
+        Ok(Self {
+            path,
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            statuses,
+            successes: Arc::default(),
+        })
     }
 
     pub(crate) fn describe(&self) -> String {

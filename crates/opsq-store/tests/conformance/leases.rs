@@ -734,3 +734,41 @@ pub async fn refused_outcomes_reported_together_are_told_apart(store: Store) {
     assert_not_found(missing_done);
     assert_eq!(live_done.expect("the live outcome is recorded").status, JobStatus::Succeeded);
 }
+
+pub async fn successes_reported_together_each_get_their_own_answer(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        jobs.push(submit(&store, new_job("ACME", "t.many")).await);
+    }
+    let claims = claim(&store, &["t.many"], "w-1", 20).await;
+    assert_eq!(claims.len(), 20);
+
+    // All at once, one of them twice: where successes are recorded together they share
+    // a batch, and the repeat must find the lease already given up.
+    let repeat = &claims[7];
+    let mut reports: Vec<_> = claims
+        .iter()
+        .map(|c| {
+            store.finish(c.job.number, &c.lease_token, JobOutcome::Succeeded(json!({ "n": c.job.number })))
+        })
+        .collect();
+    reports.push(store.finish(repeat.job.number, &repeat.lease_token, JobOutcome::Succeeded(json!("again"))));
+    let mut answers = futures::future::join_all(reports).await;
+
+    assert_lease_lost(answers.pop().expect("21 answers"), repeat.job.number);
+    for (claimed, answer) in claims.iter().zip(&answers) {
+        let done = answer.as_ref().expect("each success is recorded");
+        assert_eq!(done.number, claimed.job.number, "each caller gets its own job back");
+        assert_eq!(
+            (done.status, &done.result),
+            (JobStatus::Succeeded, &Some(json!({ "n": claimed.job.number })))
+        );
+        assert_eq!(done.progress.percent, 100);
+        assert_eq!(&job(&store, claimed.job.number).await, done);
+        let history = store.job_events(claimed.job.number).await.unwrap();
+        let ends: Vec<_> = history.iter().filter(|e| e.status == JobStatus::Succeeded).collect();
+        assert_eq!(ends.len(), 1, "one history entry for the end: {history:?}");
+        assert_eq!(ends[0].attempt, 1);
+    }
+}

@@ -1,0 +1,228 @@
+//! Successes recorded many to a statement.
+//!
+//! The writer thread is the embedded store's one bottleneck, and a success recorded
+//! on its own costs it a savepoint (whose statement journal copies every page the
+//! write touches), a fenced UPDATE and an INSERT for the history entry. Successes
+//! need nothing read first, so the ones that queue while the writer is busy wait in
+//! [`SuccessQueue`] and go out as one savepoint, one UPDATE and one INSERT. Each
+//! caller still gets its own answer: a lost lease is that job's error, not the
+//! batch's, and should the batch's statement fail as a whole, every success is tried
+//! again on its own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use opsq_domain::{Job, JobStatus};
+use rusqlite::{params, Connection};
+use tokio::sync::oneshot;
+
+use super::jobs::{lease_lost_or_missing, record_finished};
+use super::rows::{RawJob, JOB_COLUMNS};
+use super::{exec, Completion, SqliteStore, WriteOp};
+use crate::{now_ms, rules, StoreError};
+
+/// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
+/// `[number, lease token, result, description]`), each fenced by its lease token.
+/// Rows whose lease the caller no longer holds are left alone and come back missing.
+static FINISH_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET status = 'succeeded', result = input.result, error = NULL, run_after = ?1,
+                step_desc = input.description, status_at = ?1, finished_at = ?1, percent = 100,
+                lease_owner = NULL, lease_token = NULL, lease_until = NULL
+         FROM (SELECT value ->> 0 AS number, value ->> 1 AS token, value ->> 2 AS result,
+                      value ->> 3 AS description
+               FROM json_each(?2)) AS input
+         WHERE jobs.number = input.number AND jobs.lease_token = input.token
+           AND jobs.status = 'executing' AND jobs.lease_until >= ?1
+         RETURNING {JOB_COLUMNS}"
+    )
+});
+
+/// One success waiting for its batch.
+struct PendingSuccess {
+    number: i64,
+    lease_token: String,
+    finished: rules::Finished,
+    reply: oneshot::Sender<Result<RawJob, StoreError>>,
+}
+
+/// The successes waiting for the writer. Whoever queues into an empty queue sends the
+/// writer the op that takes everything queued by the time it runs, so every success
+/// is in exactly one batch and no batch is sent empty-handed for long.
+#[derive(Default)]
+pub(super) struct SuccessQueue(Mutex<Vec<PendingSuccess>>);
+
+impl SuccessQueue {
+    fn lock(&self) -> MutexGuard<'_, Vec<PendingSuccess>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take(&self) -> Vec<PendingSuccess> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Answers everything queued with `Closed`: the writer is gone.
+    fn close(&self) {
+        for pending in self.take() {
+            let _ = pending.reply.send(Err(StoreError::Closed));
+        }
+    }
+}
+
+/// Answers the queue with `Closed` if the op that was to take it is dropped unrun (the
+/// writer thread went away with ops still queued); a queued success is never left
+/// waiting forever.
+struct UnrunGuard(Option<Arc<SuccessQueue>>);
+
+impl UnrunGuard {
+    fn disarm(mut self) -> Arc<SuccessQueue> {
+        self.0.take().expect("armed until run")
+    }
+}
+
+impl Drop for UnrunGuard {
+    fn drop(&mut self) {
+        if let Some(queue) = self.0.take() {
+            queue.close();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Records a success (its new state already worked out by `rules::finish`).
+    pub(super) async fn finish_success(
+        &self,
+        number: i64,
+        lease_token: String,
+        finished: rules::Finished,
+    ) -> Result<Job, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let first = {
+            let mut queued = self.successes.lock();
+            queued.push(PendingSuccess { number, lease_token, finished, reply });
+            queued.len() == 1
+        };
+        if first {
+            let guard = UnrunGuard(Some(self.successes.clone()));
+            let op: WriteOp = Box::new(move |conn| record_queued(conn, &guard.disarm()));
+            if self.writer.send(op).is_err() {
+                self.successes.close();
+            }
+        }
+        let job = answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(job.decode()?)
+    }
+}
+
+/// The writer's side: takes what is queued, records it, and answers each caller once
+/// the transaction has ended.
+fn record_queued(conn: Option<&Connection>, queue: &SuccessQueue) -> (bool, Completion) {
+    let batch = queue.take();
+    let Some(conn) = conn else {
+        let completion: Completion = Box::new(move |_| {
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::Unavailable("could not start a write transaction".into())));
+            }
+        });
+        return (false, completion);
+    };
+    let now = now_ms();
+    let answers = record(conn, &batch, now);
+    let completion: Completion = Box::new(move |committed| {
+        for (pending, answer) in batch.into_iter().zip(answers) {
+            let answer = match &committed {
+                Ok(()) => answer,
+                Err(err) => Err(StoreError::Unavailable(err.to_string())),
+            };
+            let _ = pending.reply.send(answer);
+        }
+    });
+    (true, completion)
+}
+
+/// Records the batch: one statement for the first request of each job, then, on
+/// their own, any later request for a job already in the batch (it finds the lease
+/// given up, as it would have one statement later) or every request if the batch's
+/// statement failed as a whole.
+fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<RawJob, StoreError>> {
+    let mut seen = HashSet::with_capacity(batch.len());
+    let firsts: Vec<bool> = batch.iter().map(|pending| seen.insert(pending.number)).collect();
+    let mut answers: Vec<Option<Result<RawJob, StoreError>>> = (0..batch.len()).map(|_| None).collect();
+    if let Ok(mut recorded) = in_one_statement(c, batch, &firsts, now) {
+        for (index, pending) in batch.iter().enumerate() {
+            if firsts[index] {
+                answers[index] = Some(
+                    recorded.remove(&pending.number).ok_or_else(|| lease_lost_or_missing(c, pending.number)),
+                );
+            }
+        }
+    }
+    batch
+        .iter()
+        .zip(answers)
+        .map(|(pending, answer)| answer.unwrap_or_else(|| on_its_own(c, pending, now)))
+        .collect()
+}
+
+/// The batch's single statement and its history entries, in a savepoint of their own
+/// so that a failure leaves nothing behind for the requests tried on their own.
+fn in_one_statement(
+    c: &Connection,
+    batch: &[PendingSuccess],
+    firsts: &[bool],
+    now: i64,
+) -> Result<HashMap<i64, RawJob>, StoreError> {
+    let rows: Vec<(i64, &str, Option<&str>, &str)> = batch
+        .iter()
+        .zip(firsts)
+        .filter(|(_, first)| **first)
+        .map(|(p, _)| {
+            (p.number, p.lease_token.as_str(), p.finished.result.as_deref(), p.finished.description.as_str())
+        })
+        .collect();
+    let input = serde_json::to_string(&rows).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    exec(c, "SAVEPOINT successes")?;
+    let run = || -> Result<HashMap<i64, RawJob>, StoreError> {
+        let recorded = {
+            let mut stmt = c.prepare_cached(&FINISH_MANY)?;
+            let rows = stmt.query_map(params![now, input], RawJob::read)?;
+            rows.map(|row| row.map(|job| (job.number(), job))).collect::<rusqlite::Result<HashMap<_, _>>>()?
+        };
+        let messages: HashMap<i64, &str> =
+            batch.iter().map(|p| (p.number, p.finished.message.as_str())).collect();
+        let events: Vec<(i64, u32, &str)> = recorded
+            .values()
+            .map(|job| {
+                (job.number(), job.attempt(), messages.get(&job.number()).copied().unwrap_or_default())
+            })
+            .collect();
+        c.prepare_cached(
+            "INSERT INTO job_events (job, at, status, attempt, message)
+             SELECT value ->> 0, ?1, ?2, value ->> 1, value ->> 2 FROM json_each(?3)",
+        )?
+        .execute(params![
+            now,
+            JobStatus::Succeeded.as_str(),
+            serde_json::to_string(&events).map_err(|e| StoreError::Invalid(e.to_string()))?
+        ])?;
+        Ok(recorded)
+    };
+    let result = run();
+    if result.is_err() {
+        let _ = exec(c, "ROLLBACK TO successes");
+    }
+    exec(c, "RELEASE successes")?;
+    result
+}
+
+fn on_its_own(c: &Connection, pending: &PendingSuccess, now: i64) -> Result<RawJob, StoreError> {
+    exec(c, "SAVEPOINT success")?;
+    let result = record_finished(c, pending.number, &pending.lease_token, &pending.finished, now);
+    if result.is_err() {
+        let _ = exec(c, "ROLLBACK TO success");
+    }
+    exec(c, "RELEASE success")?;
+    result
+}
