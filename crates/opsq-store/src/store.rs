@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use opsq_domain::{AccountAlias, Job, JobEvent, NewJob, Progress};
+use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
 
 use crate::dispatch::Dispatch;
 use crate::postgres::PostgresStore;
@@ -233,6 +233,24 @@ impl Store {
             storable("error", error)?;
         }
         dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
+    }
+
+    /// [`Self::finish`] for callers that need only the job's new status (the
+    /// in-process runner): the embedded store then records a success without copying
+    /// the job's row out of its writer thread, its one bottleneck.
+    pub async fn finish_status(
+        &self,
+        number: i64,
+        lease_token: &str,
+        outcome: JobOutcome,
+    ) -> Result<JobStatus, StoreError> {
+        if let JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. } = &outcome {
+            storable("error", error)?;
+        }
+        match &*self.backend {
+            Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome).await,
+            Backend::Postgres(s) => Ok(s.finish(number, lease_token.to_string(), outcome).await?.status),
+        }
     }
 
     /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease

@@ -59,8 +59,8 @@ pub async fn run(
         }
         Err(_panic) => JobOutcome::Retryable { error: "the handler panicked".into(), run_after: None },
     };
-    match store.finish(number, &token, outcome).await {
-        Ok(job) => tracing::info!(job = number, attempt, status = %job.status, "attempt ended"),
+    match store.finish_status(number, &token, outcome).await {
+        Ok(status) => tracing::info!(job = number, attempt, %status, "attempt ended"),
         Err(StoreError::LeaseLost(_)) => {
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome was refused")
         }

@@ -22,28 +22,36 @@ use super::{exec, Completion, SqliteStore, WriteOp};
 use crate::{now_ms, rules, StoreError};
 
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
-/// `[number, lease token, result, description]`), each fenced by its lease token.
+/// `[number, lease token, result]`, `?3` = the description), each fenced by its lease
+/// token.
 /// Rows whose lease the caller no longer holds are left alone and come back missing.
-static FINISH_MANY: LazyLock<String> = LazyLock::new(|| {
+static FINISH_MANY: LazyLock<String> = LazyLock::new(|| finish_many(JOB_COLUMNS));
+
+/// [`FINISH_MANY`] returning only the numbers recorded, for batches whose callers all
+/// want no row back: copying rows out of the writer thread is work it need not do.
+static FINISH_MANY_BRIEF: LazyLock<String> = LazyLock::new(|| finish_many("number"));
+
+fn finish_many(returning: &str) -> String {
     format!(
         "UPDATE jobs SET status = 'succeeded', result = input.result, error = NULL, run_after = ?1,
-                step_desc = input.description, status_at = ?1, finished_at = ?1, percent = 100,
+                step_desc = ?3, status_at = ?1, finished_at = ?1, percent = 100,
                 lease_owner = NULL, lease_token = NULL, lease_until = NULL
-         FROM (SELECT value ->> 0 AS number, value ->> 1 AS token, value ->> 2 AS result,
-                      value ->> 3 AS description
+         FROM (SELECT value ->> 0 AS number, value ->> 1 AS token, value ->> 2 AS result
                FROM json_each(?2)) AS input
          WHERE jobs.number = input.number AND jobs.lease_token = input.token
            AND jobs.status = 'executing' AND jobs.lease_until >= ?1
-         RETURNING {JOB_COLUMNS}"
+         RETURNING {returning}"
     )
-});
+}
 
 /// One success waiting for its batch.
 struct PendingSuccess {
     number: i64,
     lease_token: String,
     finished: rules::Finished,
-    reply: oneshot::Sender<Result<RawJob, StoreError>>,
+    /// Whether the caller wants the job's row back, or only to know it was recorded.
+    full: bool,
+    reply: oneshot::Sender<Result<Option<RawJob>, StoreError>>,
 }
 
 /// The successes waiting for the writer. Whoever queues into an empty queue sends the
@@ -89,17 +97,19 @@ impl Drop for UnrunGuard {
 }
 
 impl SqliteStore {
-    /// Records a success (its new state already worked out by `rules::finish`).
+    /// Records a success (its new state already worked out by `rules::finish`) and,
+    /// when `full`, answers with the job as recorded.
     pub(super) async fn finish_success(
         &self,
         number: i64,
         lease_token: String,
         finished: rules::Finished,
-    ) -> Result<Job, StoreError> {
+        full: bool,
+    ) -> Result<Option<Job>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let first = {
             let mut queued = self.successes.lock();
-            queued.push(PendingSuccess { number, lease_token, finished, reply });
+            queued.push(PendingSuccess { number, lease_token, finished, full, reply });
             queued.len() == 1
         };
         if first {
@@ -110,7 +120,7 @@ impl SqliteStore {
             }
         }
         let job = answer.await.map_err(|_| StoreError::Closed)??;
-        Ok(job.decode()?)
+        Ok(job.map(RawJob::decode).transpose()?)
     }
 }
 
@@ -146,10 +156,11 @@ fn record_queued(conn: Option<&Connection>, queue: &SuccessQueue) -> (bool, Comp
 /// their own, any later request for a job already in the batch (it finds the lease
 /// given up, as it would have one statement later) or every request if the batch's
 /// statement failed as a whole.
-fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<RawJob, StoreError>> {
+fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Option<RawJob>, StoreError>> {
     let mut seen = HashSet::with_capacity(batch.len());
     let firsts: Vec<bool> = batch.iter().map(|pending| seen.insert(pending.number)).collect();
-    let mut answers: Vec<Option<Result<RawJob, StoreError>>> = (0..batch.len()).map(|_| None).collect();
+    let mut answers: Vec<Option<Result<Option<RawJob>, StoreError>>> =
+        (0..batch.len()).map(|_| None).collect();
     if let Ok(mut recorded) = in_one_statement(c, batch, &firsts, now) {
         for (index, pending) in batch.iter().enumerate() {
             if firsts[index] {
@@ -173,39 +184,41 @@ fn in_one_statement(
     batch: &[PendingSuccess],
     firsts: &[bool],
     now: i64,
-) -> Result<HashMap<i64, RawJob>, StoreError> {
-    let rows: Vec<(i64, &str, Option<&str>, &str)> = batch
+) -> Result<HashMap<i64, Option<RawJob>>, StoreError> {
+    let Some(first) = batch.first() else { return Ok(HashMap::new()) };
+    // Every success has the same description and history message (`rules::finish`),
+    // so they are parameters, not fields of each element.
+    let (description, message) = (first.finished.description.as_str(), first.finished.message.as_str());
+    let rows: Vec<(i64, &str, Option<&str>)> = batch
         .iter()
         .zip(firsts)
         .filter(|(_, first)| **first)
-        .map(|(p, _)| {
-            (p.number, p.lease_token.as_str(), p.finished.result.as_deref(), p.finished.description.as_str())
-        })
+        .map(|(p, _)| (p.number, p.lease_token.as_str(), p.finished.result.as_deref()))
         .collect();
     let input = serde_json::to_string(&rows).map_err(|e| StoreError::Invalid(e.to_string()))?;
     exec(c, "SAVEPOINT successes")?;
-    let run = || -> Result<HashMap<i64, RawJob>, StoreError> {
-        let recorded = {
+    let full = batch.iter().any(|p| p.full);
+    let run = || -> Result<HashMap<i64, Option<RawJob>>, StoreError> {
+        let recorded = if full {
             let mut stmt = c.prepare_cached(&FINISH_MANY)?;
-            let rows = stmt.query_map(params![now, input], RawJob::read)?;
-            rows.map(|row| row.map(|job| (job.number(), job))).collect::<rusqlite::Result<HashMap<_, _>>>()?
+            let rows = stmt.query_map(params![now, input, description], RawJob::read)?;
+            rows.map(|row| row.map(|job| (job.number(), Some(job))))
+                .collect::<rusqlite::Result<HashMap<_, _>>>()?
+        } else {
+            let mut stmt = c.prepare_cached(&FINISH_MANY_BRIEF)?;
+            let rows = stmt.query_map(params![now, input, description], |r| r.get::<_, i64>(0))?;
+            rows.map(|row| row.map(|number| (number, None))).collect::<rusqlite::Result<HashMap<_, _>>>()?
         };
-        let messages: HashMap<i64, &str> =
-            batch.iter().map(|p| (p.number, p.finished.message.as_str())).collect();
-        let events: Vec<(i64, u32, &str)> = recorded
-            .values()
-            .map(|job| {
-                (job.number(), job.attempt(), messages.get(&job.number()).copied().unwrap_or_default())
-            })
-            .collect();
+        let numbers: Vec<i64> = recorded.keys().copied().collect();
         c.prepare_cached(
             "INSERT INTO job_events (job, at, status, attempt, message)
-             SELECT value ->> 0, ?1, ?2, value ->> 1, value ->> 2 FROM json_each(?3)",
+             SELECT number, ?1, ?2, attempt, ?3 FROM jobs WHERE number IN (SELECT value FROM json_each(?4))",
         )?
         .execute(params![
             now,
             JobStatus::Succeeded.as_str(),
-            serde_json::to_string(&events).map_err(|e| StoreError::Invalid(e.to_string()))?
+            message,
+            serde_json::to_string(&numbers).map_err(|e| StoreError::Invalid(e.to_string()))?
         ])?;
         Ok(recorded)
     };
@@ -217,9 +230,9 @@ fn in_one_statement(
     result
 }
 
-fn on_its_own(c: &Connection, pending: &PendingSuccess, now: i64) -> Result<RawJob, StoreError> {
+fn on_its_own(c: &Connection, pending: &PendingSuccess, now: i64) -> Result<Option<RawJob>, StoreError> {
     exec(c, "SAVEPOINT success")?;
-    let result = record_finished(c, pending.number, &pending.lease_token, &pending.finished, now);
+    let result = record_finished(c, pending.number, &pending.lease_token, &pending.finished, now).map(Some);
     if result.is_err() {
         let _ = exec(c, "ROLLBACK TO success");
     }

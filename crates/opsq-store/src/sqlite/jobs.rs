@@ -112,22 +112,24 @@ impl RawClaim {
 /// a drain (bench/RESULTS.md, step 16).
 fn record_starts(
     c: &Connection,
-    started: impl IntoIterator<Item = (i64, u32)>,
+    started: impl IntoIterator<Item = i64>,
     owner: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let started: Vec<(i64, u32)> = started.into_iter().collect();
+    let started: Vec<i64> = started.into_iter().collect();
     if started.is_empty() {
         return Ok(());
     }
-    let list = serde_json::to_string(&started).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let numbers = serde_json::to_string(&started).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    // The attempt is read back from the rows just started, so the list is flat
+    // numbers: picking fields out of an array per element (`value ->> 1`) parsed each
+    // element's JSON again.
     c.prepare_cached(
         "INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT json_extract(value, '$[0]'), ?1, 'executing', json_extract(value, '$[1]'),
-                'attempt ' || json_extract(value, '$[1]') || ' started by ' || ?2
-         FROM json_each(?3)",
+         SELECT number, ?1, 'executing', attempt, 'attempt ' || attempt || ' started by ' || ?2
+         FROM jobs WHERE number IN (SELECT value FROM json_each(?3))",
     )?
-    .execute(params![now, owner, list])?;
+    .execute(params![now, owner, numbers])?;
     Ok(())
 }
 
@@ -156,12 +158,7 @@ fn start_dispatched(
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
-    record_starts(
-        c,
-        claims.iter().map(|claim| (claim.job.number, claim.job.attempt)),
-        dispatch.owner(),
-        now,
-    )?;
+    record_starts(c, claims.iter().map(|claim| claim.job.number), dispatch.owner(), now)?;
     show_started(outcomes, &claims);
     Ok(claims)
 }
@@ -419,12 +416,7 @@ impl SqliteStore {
                     let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()?
                 };
-                record_starts(
-                    c,
-                    claims.iter().map(|claim| (claim.job.number(), claim.job.attempt())),
-                    &request.owner,
-                    now,
-                )?;
+                record_starts(c, claims.iter().map(|claim| claim.job.number()), &request.owner, now)?;
                 Ok(claims)
             })
             .await?;
@@ -492,7 +484,9 @@ impl SqliteStore {
         // for the writer, in one statement (see `finisher`).
         if let JobOutcome::Succeeded(_) = outcome {
             let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            return self.finish_success(number, lease_token, finished).await;
+            let job = self.finish_success(number, lease_token, finished, true).await?;
+            return job
+                .ok_or_else(|| StoreError::Database("a recorded success came back without its row".into()));
         }
         let job = self
             .write(move |c| {
@@ -525,6 +519,22 @@ impl SqliteStore {
             })
             .await?;
         Ok(job.decode()?)
+    }
+
+    /// [`Self::finish`] for callers that need only the job's new status: a success
+    /// is then recorded without copying its row out of the writer thread.
+    pub(crate) async fn finish_status(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+    ) -> Result<JobStatus, StoreError> {
+        if let JobOutcome::Succeeded(_) = outcome {
+            let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
+            self.finish_success(number, lease_token, finished, false).await?;
+            return Ok(JobStatus::Succeeded);
+        }
+        Ok(self.finish(number, lease_token, outcome).await?.status)
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

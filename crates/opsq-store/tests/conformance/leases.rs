@@ -743,32 +743,42 @@ pub async fn successes_reported_together_each_get_their_own_answer(store: Store)
     }
     let claims = claim(&store, &["t.many"], "w-1", 20).await;
     assert_eq!(claims.len(), 20);
+    let result = |number: i64| Some(json!({ "n": number }));
 
-    // All at once, one of them twice: where successes are recorded together they share
-    // a batch, and the repeat must find the lease already given up.
+    // All at once, one of them twice, half asking for the job back and half only for
+    // its status: where successes are recorded together they share a batch, and the
+    // repeat must find the lease already given up.
     let repeat = &claims[7];
-    let mut reports: Vec<_> = claims
-        .iter()
-        .map(|c| {
-            store.finish(c.job.number, &c.lease_token, JobOutcome::Succeeded(json!({ "n": c.job.number })))
-        })
-        .collect();
-    reports.push(store.finish(repeat.job.number, &repeat.lease_token, JobOutcome::Succeeded(json!("again"))));
-    let mut answers = futures::future::join_all(reports).await;
+    let (with_row, status_only): (Vec<_>, Vec<_>) = claims.iter().partition(|c| c.job.number % 2 == 0);
+    let rows = futures::future::join_all(with_row.iter().map(|c| {
+        store.finish(c.job.number, &c.lease_token, JobOutcome::Succeeded(json!({ "n": c.job.number })))
+    }));
+    let statuses = futures::future::join_all(status_only.iter().map(|c| {
+        store.finish_status(c.job.number, &c.lease_token, JobOutcome::Succeeded(json!({ "n": c.job.number })))
+    }));
+    let again =
+        store.finish_status(repeat.job.number, &repeat.lease_token, JobOutcome::Succeeded(json!("again")));
+    let (rows, statuses, again) = tokio::join!(rows, statuses, again);
 
-    assert_lease_lost(answers.pop().expect("21 answers"), repeat.job.number);
-    for (claimed, answer) in claims.iter().zip(&answers) {
-        let done = answer.as_ref().expect("each success is recorded");
+    assert_lease_lost(again, repeat.job.number);
+    for (claimed, answer) in with_row.iter().zip(rows) {
+        let done = answer.expect("each success is recorded");
         assert_eq!(done.number, claimed.job.number, "each caller gets its own job back");
-        assert_eq!(
-            (done.status, &done.result),
-            (JobStatus::Succeeded, &Some(json!({ "n": claimed.job.number })))
-        );
+        assert_eq!((done.status, &done.result), (JobStatus::Succeeded, &result(claimed.job.number)));
         assert_eq!(done.progress.percent, 100);
-        assert_eq!(&job(&store, claimed.job.number).await, done);
+        assert_eq!(job(&store, claimed.job.number).await, done);
+    }
+    for (claimed, answer) in status_only.iter().zip(statuses) {
+        assert_eq!(answer.expect("each success is recorded"), JobStatus::Succeeded);
+        let stored = job(&store, claimed.job.number).await;
+        assert_eq!((stored.status, &stored.result), (JobStatus::Succeeded, &result(claimed.job.number)));
+    }
+    for claimed in &claims {
         let history = store.job_events(claimed.job.number).await.unwrap();
         let ends: Vec<_> = history.iter().filter(|e| e.status == JobStatus::Succeeded).collect();
         assert_eq!(ends.len(), 1, "one history entry for the end: {history:?}");
-        assert_eq!(ends[0].attempt, 1);
+        assert_eq!((ends[0].attempt, ends[0].message.as_str()), (1, "succeeded"));
+        let start = history.iter().find(|e| e.status == JobStatus::Executing).expect("a start entry");
+        assert_eq!((start.attempt, start.message.as_str()), (1, "attempt 1 started by w-1"));
     }
 }
