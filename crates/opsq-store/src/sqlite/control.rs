@@ -5,7 +5,7 @@ use opsq_domain::{Job, JobStatus};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, JOB_COLUMNS};
-use super::SqliteStore;
+use super::{history, SqliteStore};
 use crate::types::{CancelOutcome, KindSettings, Resolution};
 use crate::{now_ms, rules, StoreError};
 
@@ -14,21 +14,6 @@ fn load(c: &Connection, number: i64) -> Result<Job, StoreError> {
         .query_row([number], rows::job)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("job {number}")))
-}
-
-fn event(
-    c: &Connection,
-    number: i64,
-    at: i64,
-    status: JobStatus,
-    attempt: u32,
-    message: &str,
-) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO job_events (job, at, status, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![number, at, status.as_str(), attempt, message])?;
-    Ok(())
 }
 
 impl SqliteStore {
@@ -45,7 +30,7 @@ impl SqliteStore {
                          WHERE number = ?1",
                         params![number, error, reason, now],
                     )?;
-                    event(c, number, now, JobStatus::Failed, job.attempt, &error)?;
+                    history::record(c, number, now, JobStatus::Failed, job.attempt, &error)?;
                     Ok(CancelOutcome::Cancelled(load(c, number)?))
                 }
                 JobStatus::Executing => {
@@ -54,7 +39,7 @@ impl SqliteStore {
                             "UPDATE jobs SET cancel_requested = 1, cancel_reason = ?2 WHERE number = ?1",
                             params![number, reason],
                         )?;
-                        event(c, number, now, JobStatus::Executing, job.attempt, &format!("cancel requested: {reason}"))?;
+                        history::record(c, number, now, JobStatus::Executing, job.attempt, &format!("cancel requested: {reason}"))?;
                     }
                     Ok(CancelOutcome::Requested(load(c, number)?))
                 }
@@ -89,7 +74,7 @@ impl SqliteStore {
                  WHERE number = ?1",
                 params![number, status.as_str(), result, error, description, now, finished_at, percent],
             )?;
-            event(c, number, now, status, job.attempt, &format!("resolved as {status}: {note}"))?;
+            history::record(c, number, now, status, job.attempt, &format!("resolved as {status}: {note}"))?;
             load(c, number)
         })
         .await

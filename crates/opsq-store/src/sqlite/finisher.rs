@@ -16,6 +16,7 @@ use opsq_domain::{Job, JobStatus};
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
+use super::history;
 use super::jobs::{lease_lost_or_missing, record_finished};
 use super::rows::{RawJob, JOB_COLUMNS};
 use super::{exec, Completion, SqliteStore, WriteOp};
@@ -210,16 +211,7 @@ fn in_one_statement(
             rows.map(|row| row.map(|number| (number, None))).collect::<rusqlite::Result<HashMap<_, _>>>()?
         };
         let numbers: Vec<i64> = recorded.keys().copied().collect();
-        c.prepare_cached(
-            "INSERT INTO job_events (job, at, status, attempt, message)
-             SELECT number, ?1, ?2, attempt, ?3 FROM jobs WHERE number IN (SELECT value FROM json_each(?4))",
-        )?
-        .execute(params![
-            now,
-            JobStatus::Succeeded.as_str(),
-            message,
-            serde_json::to_string(&numbers).map_err(|e| StoreError::Invalid(e.to_string()))?
-        ])?;
+        history::record_each(c, &numbers, now, JobStatus::Succeeded, message)?;
         Ok(recorded)
     };
     let result = run();

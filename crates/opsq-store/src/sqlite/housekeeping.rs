@@ -2,11 +2,11 @@
 //! outcomes nobody resolved in time, and dropping expired v1 sessions. Each works in
 //! bounded batches over partial indexes, so it stays cheap at millions of jobs.
 
-use opsq_domain::Job;
+use opsq_domain::{Job, JobStatus};
 use rusqlite::params;
 
 use super::rows::{self, JOB_COLUMNS};
-use super::SqliteStore;
+use super::{history, SqliteStore};
 use crate::{now_ms, StoreError};
 
 impl SqliteStore {
@@ -42,14 +42,13 @@ impl SqliteStore {
                 let rows = stmt.query_map(params![unknown_since_before, reason, now], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
-            // Their history, in one statement (the numbers travel as a JSON array).
-            let numbers = serde_json::to_string(&failed).unwrap_or_else(|_| "[]".into());
-            c.prepare_cached(
-                "INSERT INTO job_events (job, at, status, attempt, message)
-                 SELECT number, ?2, 'failed', attempt, ?3 FROM jobs
-                 WHERE number IN (SELECT value FROM json_each(?1))",
-            )?
-            .execute(params![numbers, now, format!("resolved as failed: {reason}")])?;
+            history::record_each(
+                c,
+                &failed,
+                now,
+                JobStatus::Failed,
+                &format!("resolved as failed: {reason}"),
+            )?;
             let mut failed = failed;
             failed.sort_unstable();
             Ok(failed)

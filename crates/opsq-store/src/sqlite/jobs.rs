@@ -11,25 +11,10 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, alias_at, location_at, status_at, RawJob, JOB_COLUMNS, JOB_COLUMN_COUNT};
-use super::SqliteStore;
+use super::{history, SqliteStore};
 use crate::dispatch::{show_started, Dispatch};
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
-
-pub(super) fn record_event(
-    conn: &Connection,
-    job: i64,
-    at: i64,
-    status: JobStatus,
-    attempt: u32,
-    message: &str,
-) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT INTO job_events (job, at, status, attempt, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![job, at, status.as_str(), attempt, message])?;
-    Ok(())
-}
 
 fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
     if let Some(key) = &job.idempotency_key {
@@ -75,7 +60,7 @@ fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome,
             ],
             rows::job,
         )?;
-    record_event(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
+    history::record(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
     Ok(SubmitOutcome::Created(created))
 }
 
@@ -107,32 +92,6 @@ impl RawClaim {
     }
 }
 
-/// Records the start of each claimed attempt, all in one statement: one INSERT per
-/// event, starts and ends together, was about 14% of the writer thread's samples in
-/// a drain (bench/RESULTS.md, step 16).
-fn record_starts(
-    c: &Connection,
-    started: impl IntoIterator<Item = i64>,
-    owner: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let started: Vec<i64> = started.into_iter().collect();
-    if started.is_empty() {
-        return Ok(());
-    }
-    let numbers = serde_json::to_string(&started).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    // The attempt is read back from the rows just started, so the list is flat
-    // numbers: picking fields out of an array per element (`value ->> 1`) parsed each
-    // element's JSON again.
-    c.prepare_cached(
-        "INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, ?1, 'executing', attempt, 'attempt ' || attempt || ' started by ' || ?2
-         FROM jobs WHERE number IN (SELECT value FROM json_each(?3))",
-    )?
-    .execute(params![now, owner, numbers])?;
-    Ok(())
-}
-
 /// Starts the jobs just created that the runner's offer takes (see [`Dispatch`]),
 /// in the submission's transaction and in one statement, and shows them started in
 /// `outcomes`.
@@ -158,7 +117,8 @@ fn start_dispatched(
         })?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
-    record_starts(c, claims.iter().map(|claim| claim.job.number), dispatch.owner(), now)?;
+    let started: Vec<i64> = claims.iter().map(|claim| claim.job.number).collect();
+    history::record_starts(c, &started, dispatch.owner(), now)?;
     show_started(outcomes, &claims);
     Ok(claims)
 }
@@ -274,7 +234,7 @@ pub(super) fn record_finished(
     let Some(job) = job else {
         return Err(lease_lost_or_missing(c, number));
     };
-    record_event(c, number, now, status, job.attempt(), &finished.message)?;
+    history::record(c, number, now, status, job.attempt(), &finished.message)?;
     Ok(job)
 }
 
@@ -416,7 +376,8 @@ impl SqliteStore {
                     let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
                     rows.collect::<rusqlite::Result<Vec<_>>>()?
                 };
-                record_starts(c, claims.iter().map(|claim| claim.job.number()), &request.owner, now)?;
+                let started: Vec<i64> = claims.iter().map(|claim| claim.job.number()).collect();
+                history::record_starts(c, &started, &request.owner, now)?;
                 Ok(claims)
             })
             .await?;
@@ -564,7 +525,7 @@ impl SqliteStore {
                      WHERE number = ?1",
                 )?
                 .execute(params![number, status.as_str(), description, error, now, finished_at])?;
-                record_event(
+                history::record(
                     c,
                     number,
                     now,

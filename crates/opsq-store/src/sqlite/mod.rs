@@ -8,6 +8,7 @@
 mod accounts;
 mod control;
 mod finisher;
+mod history;
 mod housekeeping;
 mod jobs;
 mod rows;
