@@ -24,8 +24,8 @@ use crate::{now_ms, rules, StoreError};
 
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
 /// `[number, lease token, result]`, `?3` = the description), each fenced by its lease
-/// token.
-/// Rows whose lease the caller no longer holds are left alone and come back missing.
+/// token. Rows whose lease the caller no longer holds are left alone and come back
+/// missing.
 static FINISH_MANY: LazyLock<String> = LazyLock::new(|| finish_many(JOB_COLUMNS));
 
 /// [`FINISH_MANY`] returning only the numbers recorded, for batches whose callers all
@@ -116,9 +116,9 @@ impl SqliteStore {
         if first {
             let guard = UnrunGuard(Some(self.successes.clone()));
             let op: WriteOp = Box::new(move |conn| record_queued(conn, &guard.disarm()));
-            if self.writer.send(op).is_err() {
-                self.successes.close();
-            }
+            // Should the writer be gone, the op comes back and is dropped here, unrun:
+            // its guard answers the queue.
+            let _ = self.writer.send(op);
         }
         let job = answer.await.map_err(|_| StoreError::Closed)??;
         Ok(job.map(RawJob::decode).transpose()?)
@@ -160,26 +160,23 @@ fn record_queued(conn: Option<&Connection>, queue: &SuccessQueue) -> (bool, Comp
 fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Option<RawJob>, StoreError>> {
     let mut seen = HashSet::with_capacity(batch.len());
     let firsts: Vec<bool> = batch.iter().map(|pending| seen.insert(pending.number)).collect();
-    let mut answers: Vec<Option<Result<Option<RawJob>, StoreError>>> =
-        (0..batch.len()).map(|_| None).collect();
-    if let Ok(mut recorded) = in_one_statement(c, batch, &firsts, now) {
-        for (index, pending) in batch.iter().enumerate() {
-            if firsts[index] {
-                answers[index] = Some(
-                    recorded.remove(&pending.number).ok_or_else(|| lease_lost_or_missing(c, pending.number)),
-                );
-            }
-        }
-    }
+    let mut recorded = in_savepoint(c, || in_one_statement(c, batch, &firsts, now));
     batch
         .iter()
-        .zip(answers)
-        .map(|(pending, answer)| answer.unwrap_or_else(|| on_its_own(c, pending, now)))
+        .zip(firsts)
+        .map(|(pending, first)| match &mut recorded {
+            Ok(recorded) if first => {
+                recorded.remove(&pending.number).ok_or_else(|| lease_lost_or_missing(c, pending.number))
+            }
+            _ => in_savepoint(c, || {
+                record_finished(c, pending.number, &pending.lease_token, &pending.finished, now)
+            })
+            .map(Some),
+        })
         .collect()
 }
 
-/// The batch's single statement and its history entries, in a savepoint of their own
-/// so that a failure leaves nothing behind for the requests tried on their own.
+/// The batch's single statement and its history entries.
 fn in_one_statement(
     c: &Connection,
     batch: &[PendingSuccess],
@@ -197,34 +194,26 @@ fn in_one_statement(
         .map(|(p, _)| (p.number, p.lease_token.as_str(), p.finished.result.as_deref()))
         .collect();
     let input = serde_json::to_string(&rows).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    exec(c, "SAVEPOINT successes")?;
-    let full = batch.iter().any(|p| p.full);
-    let run = || -> Result<HashMap<i64, Option<RawJob>>, StoreError> {
-        let recorded = if full {
-            let mut stmt = c.prepare_cached(&FINISH_MANY)?;
-            let rows = stmt.query_map(params![now, input, description], RawJob::read)?;
-            rows.map(|row| row.map(|job| (job.number(), Some(job))))
-                .collect::<rusqlite::Result<HashMap<_, _>>>()?
-        } else {
-            let mut stmt = c.prepare_cached(&FINISH_MANY_BRIEF)?;
-            let rows = stmt.query_map(params![now, input, description], |r| r.get::<_, i64>(0))?;
-            rows.map(|row| row.map(|number| (number, None))).collect::<rusqlite::Result<HashMap<_, _>>>()?
-        };
-        let numbers: Vec<i64> = recorded.keys().copied().collect();
-        history::record_each(c, &numbers, now, JobStatus::Succeeded, message)?;
-        Ok(recorded)
+    let recorded = if batch.iter().any(|p| p.full) {
+        let mut stmt = c.prepare_cached(&FINISH_MANY)?;
+        let rows = stmt.query_map(params![now, input, description], RawJob::read)?;
+        rows.map(|row| row.map(|job| (job.number(), Some(job))))
+            .collect::<rusqlite::Result<HashMap<_, _>>>()?
+    } else {
+        let mut stmt = c.prepare_cached(&FINISH_MANY_BRIEF)?;
+        let rows = stmt.query_map(params![now, input, description], |r| r.get::<_, i64>(0))?;
+        rows.map(|row| row.map(|number| (number, None))).collect::<rusqlite::Result<HashMap<_, _>>>()?
     };
-    let result = run();
-    if result.is_err() {
-        let _ = exec(c, "ROLLBACK TO successes");
-    }
-    exec(c, "RELEASE successes")?;
-    result
+    let numbers: Vec<i64> = recorded.keys().copied().collect();
+    history::record_each(c, &numbers, now, JobStatus::Succeeded, message)?;
+    Ok(recorded)
 }
 
-fn on_its_own(c: &Connection, pending: &PendingSuccess, now: i64) -> Result<Option<RawJob>, StoreError> {
+/// Runs `write` in a savepoint of its own, so that a failure leaves nothing behind
+/// for what is tried next in the same transaction.
+fn in_savepoint<T>(c: &Connection, write: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     exec(c, "SAVEPOINT success")?;
-    let result = record_finished(c, pending.number, &pending.lease_token, &pending.finished, now).map(Some);
+    let result = write();
     if result.is_err() {
         let _ = exec(c, "ROLLBACK TO success");
     }
