@@ -229,9 +229,7 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        if let JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. } = &outcome {
-            storable("error", error)?;
-        }
+        outcome_storable(&outcome)?;
         dispatch!(self, s => s.finish(number, lease_token.to_string(), outcome).await)
     }
 
@@ -244,9 +242,7 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<JobStatus, StoreError> {
-        if let JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. } = &outcome {
-            storable("error", error)?;
-        }
+        outcome_storable(&outcome)?;
         match &*self.backend {
             Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome).await,
             Backend::Postgres(s) => Ok(s.finish(number, lease_token.to_string(), outcome).await?.status),
@@ -300,6 +296,15 @@ impl Store {
 
     pub async fn prune_sessions(&self) -> Result<usize, StoreError> {
         dispatch!(self, s => s.prune_sessions().await)
+    }
+}
+
+/// A failure's error is stored as given; a success's result is stored as JSON text,
+/// where a NUL is escaped.
+fn outcome_storable(outcome: &JobOutcome) -> Result<(), StoreError> {
+    match outcome {
+        JobOutcome::Fatal(error) | JobOutcome::Retryable { error, .. } => storable("error", error),
+        JobOutcome::Succeeded(_) => Ok(()),
     }
 }
 

@@ -440,14 +440,38 @@ impl SqliteStore {
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
+        self.record_outcome(number, lease_token, outcome, true)
+            .await?
+            .ok_or_else(|| StoreError::Database("a recorded outcome came back without its row".into()))
+    }
+
+    /// [`Self::finish`] for callers that need only the job's new status: a success
+    /// is then recorded without copying its row out of the writer thread.
+    pub(crate) async fn finish_status(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+    ) -> Result<JobStatus, StoreError> {
+        let job = self.record_outcome(number, lease_token, outcome, false).await?;
+        Ok(job.map_or(JobStatus::Succeeded, |job| job.status))
+    }
+
+    /// Records an outcome and answers with the job as recorded, or with nothing for a
+    /// success when `full` is false.
+    async fn record_outcome(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+        full: bool,
+    ) -> Result<Option<Job>, StoreError> {
         // A success ends the job whatever its attempt count or a cancel request, so it
         // needs nothing read first and is recorded with the other successes waiting
         // for the writer, in one statement (see `finisher`).
         if let JobOutcome::Succeeded(_) = outcome {
             let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            let job = self.finish_success(number, lease_token, finished, true).await?;
-            return job
-                .ok_or_else(|| StoreError::Database("a recorded success came back without its row".into()));
+            return self.finish_success(number, lease_token, finished, full).await;
         }
         let job = self
             .write(move |c| {
@@ -479,23 +503,7 @@ impl SqliteStore {
                 record_finished(c, number, &lease_token, &finished, now)
             })
             .await?;
-        Ok(job.decode()?)
-    }
-
-    /// [`Self::finish`] for callers that need only the job's new status: a success
-    /// is then recorded without copying its row out of the writer thread.
-    pub(crate) async fn finish_status(
-        &self,
-        number: i64,
-        lease_token: String,
-        outcome: JobOutcome,
-    ) -> Result<JobStatus, StoreError> {
-        if let JobOutcome::Succeeded(_) = outcome {
-            let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            self.finish_success(number, lease_token, finished, false).await?;
-            return Ok(JobStatus::Succeeded);
-        }
-        Ok(self.finish(number, lease_token, outcome).await?.status)
+        Ok(Some(job.decode()?))
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {
