@@ -26,6 +26,22 @@ pub(super) fn record(
     Ok(())
 }
 
+/// Records a job's acceptance and the start of its first attempt by `owner`, for a
+/// job started in its submission's transaction; the entries a claim would add.
+pub(super) fn record_accepted_and_started(
+    c: &Connection,
+    job: i64,
+    at: i64,
+    owner: &str,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO job_events (job, at, status, attempt, message)
+         VALUES (?1, ?2, 'notStarted', 0, 'accepted'), (?1, ?2, 'executing', 1, 'attempt 1 started by ' || ?3)",
+    )?
+    .execute(params![job, at, owner])?;
+    Ok(())
+}
+
 /// Records the same entry for each of `numbers`, at each job's current attempt.
 pub(super) fn record_each(
     c: &Connection,

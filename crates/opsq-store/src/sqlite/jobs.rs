@@ -12,11 +12,20 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, alias_at, location_at, status_at, RawJob, JOB_COLUMNS, JOB_COLUMN_COUNT};
 use super::{history, SqliteStore};
-use crate::dispatch::{show_started, Dispatch};
+use crate::dispatch::Dispatch;
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
 
-fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
+/// Accepts one job. When `offer` has a slot for its kind, the job is inserted already
+/// in its first attempt, leased to the runner: the same row and history a claim
+/// would leave, without a second statement rewriting the row just written (see
+/// [`Dispatch`]). A job whose idempotency key was seen before is never started here.
+fn submit_one(
+    conn: &Connection,
+    job: NewJob,
+    now: i64,
+    offer: Option<&Dispatch>,
+) -> Result<(SubmitOutcome, Option<Claim>), StoreError> {
     if let Some(key) = &job.idempotency_key {
         let existing = conn
             .prepare_cached(&format!(
@@ -27,45 +36,62 @@ fn submit_one(conn: &Connection, job: NewJob, now: i64) -> Result<SubmitOutcome,
             })
             .optional()?;
         if let Some((existing, hash)) = existing {
-            return Ok(if hash == job.request_hash {
+            let outcome = if hash == job.request_hash {
                 SubmitOutcome::Existing(existing)
             } else {
                 SubmitOutcome::KeyConflict(existing)
-            });
+            };
+            return Ok((outcome, None));
         }
     }
     let payload = serde_json::to_string(&job.payload)
         .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
-    let created = conn
+    let columns = params![
+        job.account.as_str(),
+        job.location.as_str(),
+        job.kind.as_str(),
+        job.title,
+        payload,
+        now,
+        job.max_attempts.max(1),
+        job.safe_to_repeat,
+        job.idempotency_key,
+        job.request_hash,
+        job.submitter,
+    ];
+    let Some(offer) = offer.filter(|offer| offer.take_slot(job.kind.as_str())) else {
+        let created = conn
+            .prepare_cached(&format!("{INSERT_JOB}) VALUES ({NEW_JOB_VALUES}, 'notStarted', 'Waiting for a worker') RETURNING {JOB_COLUMNS}"))?
+            .query_row(columns, rows::job)?;
+        history::record(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
+        return Ok((SubmitOutcome::Created(created), None));
+    };
+    let mut values: Vec<&dyn rusqlite::ToSql> = columns.to_vec();
+    let (owner, lease_ms) = (offer.owner(), offer.lease_ms());
+    values.extend([&owner as &dyn rusqlite::ToSql, &lease_ms]);
+    let claim = conn
         .prepare_cached(&format!(
-            "INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
-                               created_at, run_after, max_attempts, safe_to_repeat, idempotency_key,
-                               request_hash, submitter)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'notStarted', 'Waiting for a worker', ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11)
-             RETURNING {JOB_COLUMNS}"
+            "{INSERT_JOB}, attempt, lease_owner, lease_token, lease_until, started_at)
+             VALUES ({NEW_JOB_VALUES}, 'executing', 'Started', 1, ?12, lower(hex(randomblob(16))),
+                     ?6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = ?3), ?13), ?6)
+             RETURNING {JOB_COLUMNS}, lease_token, lease_until"
         ))?
-        .query_row(
-            params![
-                job.account.as_str(),
-                job.location.as_str(),
-                job.kind.as_str(),
-                job.title,
-                payload,
-                now,
-                job.max_attempts.max(1),
-                job.safe_to_repeat,
-                job.idempotency_key,
-                job.request_hash,
-                job.submitter,
-            ],
-            rows::job,
-        )?;
-    history::record(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
-    Ok(SubmitOutcome::Created(created))
+        .query_row(values.as_slice(), RawClaim::read)?
+        .decode()?;
+    history::record_accepted_and_started(conn, claim.job.number, now, owner)?;
+    Ok((SubmitOutcome::Created(claim.job.clone()), Some(claim)))
 }
 
+/// The columns every new job sets, up to its status and step description, left open:
+/// a started job adds its attempt's columns (see [`submit_one`]).
+const INSERT_JOB: &str = "INSERT INTO jobs (account, location, kind, title, payload, status_at, created_at,
+     run_after, max_attempts, safe_to_repeat, idempotency_key, request_hash, submitter, status, step_desc";
+
+/// The values of [`INSERT_JOB`]'s common columns, from the parameters `?1` to `?11`.
+const NEW_JOB_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11";
+
 /// Starts an attempt (`?1` = owner, `?2` = now, `?3` = the lease of kinds without
-/// their own), for claims and direct dispatch alike.
+/// their own), for claims.
 const START_ATTEMPT: &str = "status = 'executing', attempt = attempt + 1, lease_owner = ?1,
      lease_token = lower(hex(randomblob(16))),
      lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
@@ -90,37 +116,6 @@ impl RawClaim {
     fn decode(self) -> rusqlite::Result<Claim> {
         Ok(Claim { job: self.job.decode()?, lease_token: self.lease_token, lease_until: self.lease_until })
     }
-}
-
-/// Starts the jobs just created that the runner's offer takes (see [`Dispatch`]),
-/// in the submission's transaction and in one statement, and shows them started in
-/// `outcomes`.
-fn start_dispatched(
-    c: &Connection,
-    dispatch: &Dispatch,
-    outcomes: &mut [SubmitOutcome],
-    now: i64,
-) -> Result<Vec<Claim>, StoreError> {
-    let taken = dispatch.take_created(outcomes);
-    if taken.is_empty() {
-        return Ok(Vec::new());
-    }
-    let numbers = serde_json::to_string(&taken).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let claims = {
-        let mut stmt = c.prepare_cached(&format!(
-            "UPDATE jobs SET {START_ATTEMPT}
-             WHERE number IN (SELECT value FROM json_each(?4)) AND status = 'notStarted'
-             RETURNING {JOB_COLUMNS}, lease_token, lease_until"
-        ))?;
-        let rows = stmt.query_map(params![dispatch.owner(), now, dispatch.lease_ms(), numbers], |r| {
-            RawClaim::read(r)?.decode()
-        })?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    let started: Vec<i64> = claims.iter().map(|claim| claim.job.number).collect();
-    history::record_starts(c, &started, dispatch.owner(), now)?;
-    show_started(outcomes, &claims);
-    Ok(claims)
 }
 
 /// The numbers of the next waiting jobs (`?4` = now, `?5` = limit): for each kind
@@ -249,12 +244,14 @@ impl SqliteStore {
             .write_then(
                 move |c| {
                     let now = now_ms();
-                    let mut outcomes =
-                        jobs.into_iter().map(|job| submit_one(c, job, now)).collect::<Result<Vec<_>, _>>()?;
-                    let claims = match &dispatch {
-                        Some(dispatch) => start_dispatched(c, dispatch, &mut outcomes, now)?,
-                        None => Vec::new(),
-                    };
+                    let offer = dispatch.as_deref();
+                    let mut outcomes = Vec::with_capacity(jobs.len());
+                    let mut claims = Vec::new();
+                    for job in jobs {
+                        let (outcome, claim) = submit_one(c, job, now, offer)?;
+                        outcomes.push(outcome);
+                        claims.extend(claim);
+                    }
                     Ok((outcomes, claims))
                 },
                 move |(_, claims)| {

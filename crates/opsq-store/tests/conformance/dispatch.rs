@@ -33,6 +33,13 @@ pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
             event_statuses(&store, expected.number).await,
             [JobStatus::NotStarted, JobStatus::Executing]
         );
+        let started = &store.job_events(expected.number).await.expect("read events")[1];
+        assert_eq!(
+            (started.attempt, started.message.as_str()),
+            (1, "attempt 1 started by inproc:test"),
+            "the start entry a claim would write"
+        );
+        assert!(claim.lease_until > claim.job.started_at.expect("started"), "a lease ahead of its start");
         let done = store.finish(expected.number, &claim.lease_token, JobOutcome::Succeeded(json!(1))).await;
         assert_eq!(done.expect("the claim's lease fences like any other").status, JobStatus::Succeeded);
     }
