@@ -50,35 +50,63 @@ macro_rules! record_accepted {
     };
 }
 
-/// A batch without idempotency keys in one statement: one round trip for the
-/// batch instead of one per job. Numbers follow the order of the arrays.
+/// Jobs without idempotency keys, any number, in one statement and so one round
+/// trip: atomic on its own, it needs no transaction around it. Numbers follow the
+/// order of the arrays. A job whose `$10` is true takes a slot the in-process runner
+/// offered (see [`Dispatch`]): it is inserted already in its first attempt, leased to
+/// `$11` for the kind's lease or `$12`, with the history a claim would leave; its
+/// row comes back with its lease token, the others' with none.
 const INSERT_JOBS: &str = concat!(
     "WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::integer[],
-                              $8::boolean[], $9::text[])
+                              $8::boolean[], $9::text[], $10::boolean[])
              WITH ORDINALITY AS i(account, location, kind, title, payload, max_attempts, safe_to_repeat,
-                                  submitter, ord)
+                                  submitter, start, ord)
      ), created AS (
          INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
-                           created_at, run_after, max_attempts, safe_to_repeat, submitter)
-         SELECT account, location, kind, title, payload, 'notStarted', 'Waiting for a worker', $6, $6, $6,
-                max_attempts, safe_to_repeat, submitter
+                           created_at, run_after, max_attempts, safe_to_repeat, submitter, attempt,
+                           lease_owner, lease_token, lease_until, started_at)
+         SELECT account, location, kind, title, payload,
+                CASE WHEN start THEN 'executing' ELSE 'notStarted' END,
+                CASE WHEN start THEN 'Started' ELSE 'Waiting for a worker' END,
+                $6, $6, $6, max_attempts, safe_to_repeat, submitter,
+                CASE WHEN start THEN 1 ELSE 0 END,
+                CASE WHEN start THEN $11::text END,
+                CASE WHEN start THEN replace(gen_random_uuid()::text, '-', '') END,
+                CASE WHEN start
+                     THEN $6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = input.kind), $12) END,
+                CASE WHEN start THEN $6 END
          FROM input ORDER BY ord
          RETURNING ",
     job_columns!(),
-    "
-     ), ",
-    record_accepted!()
+    ", lease_token, lease_until
+     ), history AS (
+         INSERT INTO job_events (job, at, status, attempt, message)
+         SELECT c.number, $6, e.status, e.attempt, e.message
+         FROM created c
+         CROSS JOIN LATERAL (VALUES (0, 'notStarted', 0, 'accepted'),
+                                    (1, 'executing', 1, 'attempt 1 started by ' || $11::text))
+             AS e(step, status, attempt, message)
+         WHERE e.step = 0 OR c.lease_token IS NOT NULL
+         ORDER BY c.number, e.step
+     )
+     SELECT ",
+    job_columns!(),
+    ", lease_token, lease_until FROM created ORDER BY number"
 );
 
+/// Accepts jobs without idempotency keys (see [`INSERT_JOBS`]); the claims are those
+/// of the jobs `offer` started.
 async fn submit_unkeyed(
     c: &impl GenericClient,
     jobs: Vec<NewJob>,
     now: i64,
-) -> Result<Vec<SubmitOutcome>, StoreError> {
+    offer: Option<&Dispatch>,
+) -> Result<(Vec<SubmitOutcome>, Vec<Claim>), StoreError> {
     let mut columns: [Vec<String>; 6] = Default::default();
     let mut max_attempts = Vec::with_capacity(jobs.len());
     let mut safe_to_repeat = Vec::with_capacity(jobs.len());
+    let mut start = Vec::with_capacity(jobs.len());
     for job in &jobs {
         let payload = serde_json::to_string(&job.payload)
             .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
@@ -91,18 +119,44 @@ async fn submit_unkeyed(
         submitters.push(job.submitter.clone());
         max_attempts.push(count(job.max_attempts.max(1)));
         safe_to_repeat.push(job.safe_to_repeat);
+        start.push(offer.is_some_and(|offer| offer.take_slot(job.kind.as_str())));
     }
+    let owner = offer.map_or("", |offer| offer.owner());
+    let lease_ms = offer.map_or(0, |offer| offer.lease_ms());
     let [accounts, locations, kinds, titles, payloads, submitters] = &columns;
     let rows = query(
         c,
         INSERT_JOBS,
-        &[accounts, locations, kinds, titles, payloads, &now, &max_attempts, &safe_to_repeat, submitters],
+        &[
+            accounts,
+            locations,
+            kinds,
+            titles,
+            payloads,
+            &now,
+            &max_attempts,
+            &safe_to_repeat,
+            submitters,
+            &start,
+            &owner,
+            &lease_ms,
+        ],
     )
     .await?;
     if rows.len() != jobs.len() {
         return Err(StoreError::Database(format!("{} of {} jobs were inserted", rows.len(), jobs.len())));
     }
-    rows.iter().map(|row| Ok(SubmitOutcome::Created(rows::job(row)?))).collect()
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut claims = Vec::new();
+    for row in &rows {
+        let job = rows::job(row)?;
+        if let Some(lease_token) = row.try_get::<_, Option<String>>(JOB_COLUMN_COUNT)? {
+            let lease_until = row.try_get(JOB_COLUMN_COUNT + 1)?;
+            claims.push(Claim { job: job.clone(), lease_token, lease_until });
+        }
+        outcomes.push(SubmitOutcome::Created(job));
+    }
+    Ok((outcomes, claims))
 }
 
 /// Inserts a job and its first history event in one statement. With an idempotency
@@ -317,30 +371,31 @@ async fn submit_one(c: &impl GenericClient, job: NewJob, now: i64) -> Result<Sub
     Err(StoreError::Unavailable("the idempotency key kept changing hands; try again".into()))
 }
 
-/// Accepts jobs in one transaction, starting those a `dispatch` offer takes, and
-/// hands their claims over after the commit.
+/// Accepts jobs, starting those a `dispatch` offer takes, and hands their claims
+/// over after the commit: without idempotency keys in one statement, else in one
+/// transaction (a key's lookup comes before its insert).
 pub(crate) async fn submit_in(
     pool: &deadpool_postgres::Pool,
     jobs: Vec<NewJob>,
     dispatch: Option<Arc<Dispatch>>,
 ) -> Result<Vec<SubmitOutcome>, StoreError> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let now = now_ms();
-    let mut outcomes = if jobs.len() > 1 && jobs.iter().all(|job| job.idempotency_key.is_none()) {
-        submit_unkeyed(&tx, jobs, now).await?
+    let (outcomes, claims) = if jobs.iter().all(|job| job.idempotency_key.is_none()) {
+        submit_unkeyed(&client, jobs, now, dispatch.as_deref()).await?
     } else {
+        let tx = client.transaction().await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             outcomes.push(submit_one(&tx, job, now).await?);
         }
-        outcomes
+        let claims = match &dispatch {
+            Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
+            None => Vec::new(),
+        };
+        tx.commit().await?;
+        (outcomes, claims)
     };
-    let claims = match &dispatch {
-        Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
-        None => Vec::new(),
-    };
-    tx.commit().await?;
     if let Some(dispatch) = &dispatch {
         dispatch.deliver(claims);
     }

@@ -1,11 +1,12 @@
 //! Submissions without idempotency keys, many to a transaction: PostgreSQL's group
 //! commit, done where the statements are made.
 //!
-//! A single submission is a transaction of three round trips and a commit flush. With
-//! many clients submitting one job each (S64: 64 clients, each acknowledged only once
-//! its job is durable), those round trips and flushes were the node's limit. Requests
-//! that queue while earlier batches run are now accepted together
-//! ([`super::batcher`]): one `INSERT ... SELECT FROM unnest(...)`, one commit, and
+//! A submission is one statement (which also starts the jobs the in-process runner
+//! has free slots for), so one round trip and one commit flush. With many clients
+//! submitting one job each (S64: 64 clients, each acknowledged only once its job is
+//! durable), those flushes were the node's limit. Requests that queue while earlier
+//! batches run are accepted together ([`super::batcher`]): one
+//! `INSERT ... SELECT FROM unnest(...)`, one commit, and
 //! each caller gets its own jobs back, in its order. A batch that fails fails each of
 //! its callers (nothing of it was accepted); submissions with idempotency keys keep a
 //! transaction of their own, so one key conflict never touches another caller.
