@@ -2,21 +2,22 @@
 //!
 //! Without it a job waits for two commits before it runs: its submission's, then the
 //! claim's that the submission woke the runner for. With an offer in place, a
-//! submission of a kind the runner handles starts the job's first attempt in its own
-//! transaction and hands the claim to the runner once that transaction committed:
-//! one commit from submit to start, the same lease and fencing as any claim.
+//! submission of a kind the runner handles inserts the job already in its first
+//! attempt (both stores take the slot with [`Dispatch::take_slot`] as they insert)
+//! and hands the claim to the runner once that transaction committed: one commit
+//! from submit to start, the same lease and fencing as any claim.
 //!
 //! A dispatched job skips jobs that became runnable at the same moment without the
 //! runner noticing yet (a retry coming due between two polls): order among jobs that
 //! are ready together is not promised anyway.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::types::{Claim, SubmitOutcome};
+use crate::types::Claim;
 
 /// Free slots of one runner, for the jobs of its kinds.
 #[derive(Debug)]
@@ -76,36 +77,11 @@ impl Dispatch {
             && self.slots.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 
-    /// The numbers of the jobs just created in `outcomes` that take an offered slot
-    /// each, in order; both stores start these in the submission's transaction.
-    pub(crate) fn take_created(&self, outcomes: &[SubmitOutcome]) -> Vec<i64> {
-        outcomes
-            .iter()
-            .filter_map(|outcome| match outcome {
-                SubmitOutcome::Created(job) if self.take_slot(job.kind.as_str()) => Some(job.number),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Hands committed claims to the runner. A runner gone meanwhile leaves them
     /// leased to it: they come back like any lost attempt's (rescue).
     pub(crate) fn deliver(&self, claims: Vec<Claim>) {
         for claim in claims {
             let _ = self.deliver.send(claim);
-        }
-    }
-}
-
-/// Shows the jobs a submission started on offered slots as started in its outcomes,
-/// so the submitter sees what was committed.
-pub(crate) fn show_started(outcomes: &mut [SubmitOutcome], claims: &[Claim]) {
-    let started: HashMap<i64, &Claim> = claims.iter().map(|claim| (claim.job.number, claim)).collect();
-    for outcome in outcomes {
-        if let SubmitOutcome::Created(job) = outcome {
-            if let Some(claim) = started.get(&job.number) {
-                job.clone_from(&claim.job);
-            }
         }
     }
 }

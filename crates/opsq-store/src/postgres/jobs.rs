@@ -22,7 +22,7 @@ use super::signals;
 use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
 use super::submitter::{spawn_submitter, submit_batch, SubmitRequest};
 use super::{execute, query, query_one, query_opt, PostgresStore};
-use crate::dispatch::{show_started, Dispatch};
+use crate::dispatch::Dispatch;
 use crate::types::*;
 use crate::{now_ms, rules, Signal, StoreError};
 
@@ -34,80 +34,89 @@ const FIND_BY_KEY: &str = concat!(
     ", request_hash FROM jobs WHERE account = $1 AND idempotency_key = $2"
 );
 
-/// The end of a statement whose CTE `created` inserted jobs: their first history
-/// entries (at `$6`), and the jobs.
-macro_rules! record_accepted {
-    () => {
+/// Inserts jobs and their history in one statement; numbers follow the order of the
+/// arrays, and a job whose `$10` is true takes a slot the in-process runner offered
+/// (see [`Dispatch`]): it is inserted already in its first attempt, leased to `$11`
+/// for its kind's lease or `$12`, with the history a claim would leave, and its row
+/// comes back with its lease token (the others' with none). `$on_conflict` is empty
+/// or the idempotency key's conflict clause.
+macro_rules! insert_jobs {
+    ($on_conflict:literal) => {
         concat!(
-            "accepted AS (
+            "WITH input AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $7::integer[], $8::boolean[], $9::text[], $10::boolean[],
+                                      $13::text[], $14::text[])
+                     WITH ORDINALITY AS i(account, location, kind, title, payload, max_attempts,
+                                          safe_to_repeat, submitter, start, idempotency_key,
+                                          request_hash, ord)
+             ), created AS (
+                 INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
+                                   created_at, run_after, max_attempts, safe_to_repeat, submitter,
+                                   idempotency_key, request_hash, attempt, lease_owner, lease_token,
+                                   lease_until, started_at)
+                 SELECT account, location, kind, title, payload,
+                        CASE WHEN start THEN 'executing' ELSE 'notStarted' END,
+                        CASE WHEN start THEN 'Started' ELSE 'Waiting for a worker' END,
+                        $6, $6, $6, max_attempts, safe_to_repeat, submitter, idempotency_key, request_hash,
+                        CASE WHEN start THEN 1 ELSE 0 END,
+                        CASE WHEN start THEN $11::text END,
+                        CASE WHEN start THEN replace(gen_random_uuid()::text, '-', '') END,
+                        CASE WHEN start
+                             THEN $6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = input.kind), $12)
+                        END,
+                        CASE WHEN start THEN $6 END
+                 FROM input ORDER BY ord ",
+            $on_conflict,
+            "
+                 RETURNING ",
+            job_columns!(),
+            ", lease_token, lease_until
+             ), history AS (
                  INSERT INTO job_events (job, at, status, attempt, message)
-                 SELECT number, $6, 'notStarted', 0, 'accepted' FROM created
+                 SELECT c.number, $6, e.status, e.attempt, e.message
+                 FROM created c
+                 CROSS JOIN LATERAL (VALUES (0, 'notStarted', 0, 'accepted'),
+                                            (1, 'executing', 1, 'attempt 1 started by ' || $11::text))
+                     AS e(step, status, attempt, message)
+                 WHERE e.step = 0 OR c.lease_token IS NOT NULL
+                 ORDER BY c.number, e.step
              )
              SELECT ",
             job_columns!(),
-            " FROM created ORDER BY number"
+            ", lease_token, lease_until FROM created ORDER BY number"
         )
     };
 }
 
-/// Jobs without idempotency keys, any number, in one statement and so one round
-/// trip: atomic on its own, it needs no transaction around it. Numbers follow the
-/// order of the arrays. A job whose `$10` is true takes a slot the in-process runner
-/// offered (see [`Dispatch`]): it is inserted already in its first attempt, leased to
-/// `$11` for the kind's lease or `$12`, with the history a claim would leave; its
-/// row comes back with its lease token, the others' with none.
-const INSERT_JOBS: &str = concat!(
-    "WITH input AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::integer[],
-                              $8::boolean[], $9::text[], $10::boolean[])
-             WITH ORDINALITY AS i(account, location, kind, title, payload, max_attempts, safe_to_repeat,
-                                  submitter, start, ord)
-     ), created AS (
-         INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
-                           created_at, run_after, max_attempts, safe_to_repeat, submitter, attempt,
-                           lease_owner, lease_token, lease_until, started_at)
-         SELECT account, location, kind, title, payload,
-                CASE WHEN start THEN 'executing' ELSE 'notStarted' END,
-                CASE WHEN start THEN 'Started' ELSE 'Waiting for a worker' END,
-                $6, $6, $6, max_attempts, safe_to_repeat, submitter,
-                CASE WHEN start THEN 1 ELSE 0 END,
-                CASE WHEN start THEN $11::text END,
-                CASE WHEN start THEN replace(gen_random_uuid()::text, '-', '') END,
-                CASE WHEN start
-                     THEN $6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = input.kind), $12) END,
-                CASE WHEN start THEN $6 END
-         FROM input ORDER BY ord
-         RETURNING ",
-    job_columns!(),
-    ", lease_token, lease_until
-     ), history AS (
-         INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT c.number, $6, e.status, e.attempt, e.message
-         FROM created c
-         CROSS JOIN LATERAL (VALUES (0, 'notStarted', 0, 'accepted'),
-                                    (1, 'executing', 1, 'attempt 1 started by ' || $11::text))
-             AS e(step, status, attempt, message)
-         WHERE e.step = 0 OR c.lease_token IS NOT NULL
-         ORDER BY c.number, e.step
-     )
-     SELECT ",
-    job_columns!(),
-    ", lease_token, lease_until FROM created ORDER BY number"
-);
+/// Jobs without idempotency keys, any number: one statement, so one round trip, and
+/// atomic on its own, so no transaction around it.
+const INSERT_JOBS: &str = insert_jobs!("");
 
-/// Accepts jobs without idempotency keys (see [`INSERT_JOBS`]); the claims are those
-/// of the jobs `offer` started.
-async fn submit_unkeyed(
+/// Jobs one at a time, with or without an idempotency key. With the key already
+/// taken it inserts nothing and returns no row: ON CONFLICT waits for the
+/// transaction that took the key, so the lookup that follows sees its job.
+const INSERT_JOB_UNLESS_KEY_TAKEN: &str =
+    insert_jobs!("ON CONFLICT (account, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING");
+
+/// Inserts `jobs` with `sql` ([`INSERT_JOBS`] or [`INSERT_JOB_UNLESS_KEY_TAKEN`]), starting
+/// those `offer` has a slot for; returns the jobs inserted, in order, each with its
+/// claim if it was started. A keyed job that finds its key taken meanwhile leaves its
+/// slot taken until the runner offers its slots again.
+async fn insert_jobs(
     c: &impl GenericClient,
-    jobs: Vec<NewJob>,
+    sql: &str,
+    jobs: &[NewJob],
     now: i64,
     offer: Option<&Dispatch>,
-) -> Result<(Vec<SubmitOutcome>, Vec<Claim>), StoreError> {
+) -> Result<Vec<(Job, Option<Claim>)>, StoreError> {
     let mut columns: [Vec<String>; 6] = Default::default();
     let mut max_attempts = Vec::with_capacity(jobs.len());
     let mut safe_to_repeat = Vec::with_capacity(jobs.len());
     let mut start = Vec::with_capacity(jobs.len());
-    for job in &jobs {
+    let mut keys = Vec::with_capacity(jobs.len());
+    let mut hashes = Vec::with_capacity(jobs.len());
+    for job in jobs {
         let payload = serde_json::to_string(&job.payload)
             .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
         let [accounts, locations, kinds, titles, payloads, submitters] = &mut columns;
@@ -120,64 +129,63 @@ async fn submit_unkeyed(
         max_attempts.push(count(job.max_attempts.max(1)));
         safe_to_repeat.push(job.safe_to_repeat);
         start.push(offer.is_some_and(|offer| offer.take_slot(job.kind.as_str())));
+        keys.push(job.idempotency_key.as_deref());
+        hashes.push(job.request_hash.as_deref());
     }
     let owner = offer.map_or("", |offer| offer.owner());
     let lease_ms = offer.map_or(0, |offer| offer.lease_ms());
     let [accounts, locations, kinds, titles, payloads, submitters] = &columns;
-    let rows = query(
-        c,
-        INSERT_JOBS,
-        &[
-            accounts,
-            locations,
-            kinds,
-            titles,
-            payloads,
-            &now,
-            &max_attempts,
-            &safe_to_repeat,
-            submitters,
-            &start,
-            &owner,
-            &lease_ms,
-        ],
-    )
-    .await?;
-    if rows.len() != jobs.len() {
-        return Err(StoreError::Database(format!("{} of {} jobs were inserted", rows.len(), jobs.len())));
-    }
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut claims = Vec::new();
-    for row in &rows {
-        let job = rows::job(row)?;
-        if let Some(lease_token) = row.try_get::<_, Option<String>>(JOB_COLUMN_COUNT)? {
-            let lease_until = row.try_get(JOB_COLUMN_COUNT + 1)?;
-            claims.push(Claim { job: job.clone(), lease_token, lease_until });
-        }
-        outcomes.push(SubmitOutcome::Created(job));
-    }
-    Ok((outcomes, claims))
+    let params: [&(dyn ToSql + Sync); 14] = [
+        accounts,
+        locations,
+        kinds,
+        titles,
+        payloads,
+        &now,
+        &max_attempts,
+        &safe_to_repeat,
+        submitters,
+        &start,
+        &owner,
+        &lease_ms,
+        &keys,
+        &hashes,
+    ];
+    let rows = query(c, sql, &params).await?;
+    rows.iter()
+        .map(|row| {
+            let job = rows::job(row)?;
+            let claim = match row.try_get::<_, Option<String>>(JOB_COLUMN_COUNT)? {
+                Some(lease_token) => Some(Claim {
+                    job: job.clone(),
+                    lease_token,
+                    lease_until: row.try_get(JOB_COLUMN_COUNT + 1)?,
+                }),
+                None => None,
+            };
+            Ok((job, claim))
+        })
+        .collect()
 }
 
-/// Inserts a job and its first history event in one statement. With an idempotency
-/// key already taken, it inserts nothing and returns no row: ON CONFLICT waits for
-/// the transaction that took the key, so the lookup that follows sees its job.
-const INSERT_JOB: &str = concat!(
-    "WITH created AS (
-         INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
-                           created_at, run_after, max_attempts, safe_to_repeat, idempotency_key,
-                           request_hash, submitter)
-         VALUES ($1, $2, $3, $4, $5, 'notStarted', 'Waiting for a worker', $6, $6, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (account, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING ",
-    job_columns!(),
-    "
-     ), ",
-    record_accepted!()
-);
+/// Accepts jobs without idempotency keys; the claims are those of the jobs `offer`
+/// started.
+async fn submit_unkeyed(
+    c: &impl GenericClient,
+    jobs: Vec<NewJob>,
+    now: i64,
+    offer: Option<&Dispatch>,
+) -> Result<(Vec<SubmitOutcome>, Vec<Claim>), StoreError> {
+    let inserted = insert_jobs(c, INSERT_JOBS, &jobs, now, offer).await?;
+    if inserted.len() != jobs.len() {
+        return Err(StoreError::Database(format!("{} of {} jobs were inserted", inserted.len(), jobs.len())));
+    }
+    let (created, claims): (Vec<Job>, Vec<Option<Claim>>) = inserted.into_iter().unzip();
+    Ok((created.into_iter().map(SubmitOutcome::Created).collect(), claims.into_iter().flatten().collect()))
+}
 
 /// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
-/// their own), for claims and direct dispatch alike.
+/// their own), for claims.
 macro_rules! start_attempt {
     () => {
         "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
@@ -233,45 +241,12 @@ macro_rules! claim_sql {
 const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
 const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
 
-/// Starts the attempts of jobs just created in this transaction (direct dispatch).
-const START_DISPATCHED: &str = concat!(
-    "WITH claimed AS (
-         UPDATE jobs SET ",
-    start_attempt!(),
-    "
-         WHERE number = ANY($4) AND status = 'notStarted'
-         RETURNING ",
-    job_columns!(),
-    ", lease_token, lease_until
-     ), ",
-    record_starts!()
-);
-
 fn claim_of(r: &tokio_postgres::Row) -> Result<Claim, StoreError> {
     Ok(Claim {
         job: rows::job(r)?,
         lease_token: r.try_get(JOB_COLUMN_COUNT)?,
         lease_until: r.try_get(JOB_COLUMN_COUNT + 1)?,
     })
-}
-
-/// Starts the jobs just created that the runner's offer takes (see [`Dispatch`]),
-/// in the submission's transaction, and shows them started in `outcomes`.
-async fn start_dispatched(
-    c: &impl GenericClient,
-    dispatch: &Dispatch,
-    outcomes: &mut [SubmitOutcome],
-    now: i64,
-) -> Result<Vec<Claim>, StoreError> {
-    let numbers = dispatch.take_created(outcomes);
-    if numbers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let owner = dispatch.owner();
-    let rows = query(c, START_DISPATCHED, &[&owner, &now, &dispatch.lease_ms(), &numbers]).await?;
-    let claims = rows.iter().map(claim_of).collect::<Result<Vec<_>, _>>()?;
-    show_started(outcomes, &claims);
-    Ok(claims)
 }
 
 const HEARTBEAT: &str = "UPDATE jobs
@@ -328,44 +303,32 @@ async fn find_by_key(
     }))
 }
 
-async fn submit_one(c: &impl GenericClient, job: NewJob, now: i64) -> Result<SubmitOutcome, StoreError> {
+/// Accepts one job in the caller's transaction, starting it if `offer` has a slot
+/// for it; a key seen before answers the job that has it.
+async fn submit_one(
+    c: &impl GenericClient,
+    job: NewJob,
+    now: i64,
+    offer: Option<&Dispatch>,
+) -> Result<(SubmitOutcome, Option<Claim>), StoreError> {
     if let Some(key) = &job.idempotency_key {
         if let Some(outcome) = find_by_key(c, &job, key).await? {
-            return Ok(outcome);
+            return Ok((outcome, None));
         }
     }
-    let payload = serde_json::to_string(&job.payload)
-        .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
-    let max_attempts = count(job.max_attempts.max(1));
     // A key taken by a concurrent submission makes the insert a no-op; the job that
     // took it is then found. Should that job be pruned in between, insert again.
     for _ in 0..3 {
-        let created = query_opt(
-            c,
-            INSERT_JOB,
-            &[
-                &job.account.as_str(),
-                &job.location.as_str(),
-                &job.kind.as_str(),
-                &job.title,
-                &payload,
-                &now,
-                &max_attempts,
-                &job.safe_to_repeat,
-                &job.idempotency_key,
-                &job.request_hash,
-                &job.submitter,
-            ],
-        )
-        .await?;
-        if let Some(row) = created {
-            return Ok(SubmitOutcome::Created(rows::job(&row)?));
+        let inserted =
+            insert_jobs(c, INSERT_JOB_UNLESS_KEY_TAKEN, std::slice::from_ref(&job), now, offer).await?;
+        if let Some((created, claim)) = inserted.into_iter().next() {
+            return Ok((SubmitOutcome::Created(created), claim));
         }
         let Some(key) = &job.idempotency_key else {
             return Err(StoreError::Database("a job without an idempotency key was not inserted".into()));
         };
         if let Some(outcome) = find_by_key(c, &job, key).await? {
-            return Ok(outcome);
+            return Ok((outcome, None));
         }
     }
     Err(StoreError::Unavailable("the idempotency key kept changing hands; try again".into()))
@@ -386,13 +349,12 @@ pub(crate) async fn submit_in(
     } else {
         let tx = client.transaction().await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut claims = Vec::new();
         for job in jobs {
-            outcomes.push(submit_one(&tx, job, now).await?);
+            let (outcome, claim) = submit_one(&tx, job, now, dispatch.as_deref()).await?;
+            outcomes.push(outcome);
+            claims.extend(claim);
         }
-        let claims = match &dispatch {
-            Some(dispatch) => start_dispatched(&tx, dispatch, &mut outcomes, now).await?,
-            None => Vec::new(),
-        };
         tx.commit().await?;
         (outcomes, claims)
     };
