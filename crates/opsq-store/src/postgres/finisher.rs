@@ -28,28 +28,36 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// Records the outcomes of a batch and their history entries. Rows whose lease the
 /// caller no longer holds are left alone (fencing) and come back missing; rows are
 /// locked in job order, so two batches (or a batch and a rescue) cannot deadlock.
+///
+/// `$2` names each job at most once (see [`update`]), so a row finds its request's
+/// values by its position in the arrays. No join with the requests: as a join, the
+/// planner (which, after an `ANALYZE` taken while no job ran, expects one leased
+/// row) walked every leased row against every request, and built a whole-row copy
+/// of each request for each comparison: 30-60 ms for a batch of 127, which held a
+/// node's drain near 5,000 jobs/s. For the same reason the status test is written
+/// `(status = 'executing') IS TRUE`, which the partial index `jobs_leased` cannot
+/// serve: rows are found by primary key, one lookup per request, so a batch costs
+/// the same however many jobs run elsewhere, instead of a walk over every lease
+/// entry not yet expired (3-4 ms a batch during a drain, most of them finished
+/// jobs' dead entries).
 const FINISH_MANY: &str = concat!(
-    "WITH input AS (
-         SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                              $8::text[], $9::bigint[], $10::text[])
-             AS i(in_number, in_token, in_status, in_result, in_error, in_run_after, in_description,
-                  in_finished_at, in_message)
-     ), locked AS (
-         SELECT number FROM jobs JOIN input ON number = in_number
-         WHERE lease_token = in_token AND status = 'executing' AND lease_until >= $1
+    "WITH locked AS (
+         SELECT number AS locked_number, array_position($2::bigint[], number) AS i FROM jobs
+         WHERE number = ANY($2::bigint[]) AND (status = 'executing') IS TRUE AND lease_until >= $1
+           AND lease_token = ($3::text[])[array_position($2::bigint[], number)]
          ORDER BY number
-         FOR UPDATE OF jobs
+         FOR UPDATE
      ), done AS (
-         UPDATE jobs SET status = in_status, result = in_result, error = in_error, run_after = in_run_after,
-                step_desc = in_description, status_at = $1, finished_at = in_finished_at,
-                percent = CASE WHEN in_status = 'succeeded' THEN 100 ELSE percent END,
+         UPDATE jobs SET status = ($4::text[])[i], result = ($5::text[])[i], error = ($6::text[])[i],
+                run_after = ($7::bigint[])[i], step_desc = ($8::text[])[i], status_at = $1,
+                finished_at = ($9::bigint[])[i],
+                percent = CASE WHEN ($4::text[])[i] = 'succeeded' THEN 100 ELSE percent END,
                 lease_owner = NULL, lease_token = NULL, lease_until = NULL
-         FROM input
-         WHERE number = in_number AND number IN (SELECT number FROM locked)
-           AND lease_token = in_token AND status = 'executing' AND lease_until >= $1
+         FROM locked
+         WHERE number = locked_number
          RETURNING ",
     job_columns!(),
-    ", in_token, in_message
+    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message
      ), recorded AS (
          INSERT INTO job_events (job, at, status, attempt, message)
          SELECT number, $1, status, attempt, in_message FROM done
@@ -181,61 +189,26 @@ async fn finish_many(
 /// request finds the lease already given up, as it would have one statement later.
 /// Requests are told apart by token as well as job, so a stale attempt's outcome
 /// (a rescued job's previous worker) can neither take the place of the live
-/// attempt's in the batch nor be answered with its row.
+/// attempt's in the batch nor be answered with its row; such a pair (rare) is split
+/// over two statements, as the statement names each job once.
 async fn update(
     c: &impl GenericClient,
     planned: Vec<Planned>,
     now: i64,
 ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
     let mut seen = HashSet::with_capacity(planned.len());
-    let mut numbers = Vec::with_capacity(planned.len());
-    let mut tokens = Vec::with_capacity(planned.len());
-    let mut statuses = Vec::with_capacity(planned.len());
-    let mut results = Vec::with_capacity(planned.len());
-    let mut errors = Vec::with_capacity(planned.len());
-    let mut run_afters = Vec::with_capacity(planned.len());
-    let mut descriptions = Vec::with_capacity(planned.len());
-    let mut finished_ats = Vec::with_capacity(planned.len());
-    let mut messages = Vec::with_capacity(planned.len());
-    for plan in &planned {
-        let Ok((number, token, finished)) = plan else { continue };
-        if !seen.insert((*number, token.as_str())) {
-            continue;
-        }
-        numbers.push(*number);
-        tokens.push(token.as_str());
-        statuses.push(finished.status.as_str());
-        results.push(finished.result.as_deref());
-        errors.push(finished.error.as_deref());
-        run_afters.push(finished.run_after);
-        descriptions.push(finished.description.as_str());
-        finished_ats.push(finished.status.is_terminal().then_some(now));
-        messages.push(finished.message.as_str());
-    }
-    let mut recorded = HashMap::with_capacity(numbers.len());
-    if !numbers.is_empty() {
-        let rows = query(
-            c,
-            FINISH_MANY,
-            &[
-                &now,
-                &numbers,
-                &tokens,
-                &statuses,
-                &results,
-                &errors,
-                &run_afters,
-                &descriptions,
-                &finished_ats,
-                &messages,
-            ],
-        )
-        .await?;
-        for row in &rows {
-            let job = rows::job(row)?;
-            let token: String = row.try_get(TOKEN_COLUMN)?;
-            recorded.insert((job.number, token), job);
-        }
+    let mut pending: Vec<(i64, &str, &rules::Finished)> = planned
+        .iter()
+        .filter_map(|plan| plan.as_ref().ok())
+        .filter(|(number, token, _)| seen.insert((*number, token.as_str())))
+        .map(|(number, token, finished)| (*number, token.as_str(), finished))
+        .collect();
+    let mut recorded = HashMap::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let mut named = HashSet::with_capacity(pending.len());
+        let (round, later) = pending.into_iter().partition(|(number, _, _)| named.insert(*number));
+        record_round(c, round, now, &mut recorded).await?;
+        pending = later;
     }
     let mut answers: Vec<Result<Job, StoreError>> = planned
         .into_iter()
@@ -248,6 +221,59 @@ async fn update(
         .collect();
     tell_lost_from_missing(c, &mut answers).await;
     Ok(answers)
+}
+
+/// One [`FINISH_MANY`] for outcomes of distinct jobs; what it recorded goes into
+/// `recorded`, by job and lease token.
+async fn record_round(
+    c: &impl GenericClient,
+    round: Vec<(i64, &str, &rules::Finished)>,
+    now: i64,
+    recorded: &mut HashMap<(i64, String), Job>,
+) -> Result<(), StoreError> {
+    let mut numbers = Vec::with_capacity(round.len());
+    let mut tokens = Vec::with_capacity(round.len());
+    let mut statuses = Vec::with_capacity(round.len());
+    let mut results = Vec::with_capacity(round.len());
+    let mut errors = Vec::with_capacity(round.len());
+    let mut run_afters = Vec::with_capacity(round.len());
+    let mut descriptions = Vec::with_capacity(round.len());
+    let mut finished_ats = Vec::with_capacity(round.len());
+    let mut messages = Vec::with_capacity(round.len());
+    for (number, token, finished) in round {
+        numbers.push(number);
+        tokens.push(token);
+        statuses.push(finished.status.as_str());
+        results.push(finished.result.as_deref());
+        errors.push(finished.error.as_deref());
+        run_afters.push(finished.run_after);
+        descriptions.push(finished.description.as_str());
+        finished_ats.push(finished.status.is_terminal().then_some(now));
+        messages.push(finished.message.as_str());
+    }
+    let rows = query(
+        c,
+        FINISH_MANY,
+        &[
+            &now,
+            &numbers,
+            &tokens,
+            &statuses,
+            &results,
+            &errors,
+            &run_afters,
+            &descriptions,
+            &finished_ats,
+            &messages,
+        ],
+    )
+    .await?;
+    for row in &rows {
+        let job = rows::job(row)?;
+        let token: String = row.try_get(TOKEN_COLUMN)?;
+        recorded.insert((job.number, token), job);
+    }
+    Ok(())
 }
 
 /// Turns each `LeaseLost` answer whose job no longer exists into `NotFound`, with one
