@@ -1,9 +1,11 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! One writer thread owns the only write connection and commits whatever writes are
-//! waiting in one transaction (group commit); each write runs in its own savepoint so
-//! one failing write does not undo its neighbours. Reads use a small pool of read-only
-//! connections, which WAL lets run while the writer commits.
+//! One write connection commits whatever writes are waiting in one transaction (group
+//! commit); each write runs in its own savepoint so one failing write does not undo
+//! its neighbours. A writer thread commits what queues; a submission that finds it
+//! idle commits on its own thread instead (see [`SqliteStore::write_then`]).
+//! Reads use a small pool of read-only connections, which WAL lets run while the
+//! writer commits.
 
 mod accounts;
 mod control;
@@ -17,7 +19,7 @@ mod status_cache;
 mod wal_space;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,11 +39,55 @@ type WriteOp = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>
 pub(crate) struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<WriteOp>,
+    committer: Arc<Committer>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     statuses: Arc<status_cache::StatusCache>,
     /// Successes waiting to be recorded together (see `finisher`).
     successes: Arc<finisher::SuccessQueue>,
+}
+
+/// The write connection and what every commit must keep current, shared by the
+/// writer thread and the callers that commit while it is idle.
+struct Committer {
+    conn: Mutex<WriteConnection>,
+    /// Set while the writer thread waits for work: nothing is queued, so a caller
+    /// may commit its write itself.
+    writer_idle: AtomicBool,
+    /// Every job row a transaction changes, so the status cache can drop it.
+    touched: Arc<Mutex<Vec<i64>>>,
+    statuses: Arc<status_cache::StatusCache>,
+}
+
+struct WriteConnection {
+    conn: Connection,
+    /// `PRAGMA data_version` when last looked: it moves only when another
+    /// connection (another process) commits.
+    seen_version: Option<i64>,
+}
+
+impl Committer {
+    /// Commits `batch` in one transaction on the connection `guard` holds.
+    fn commit(&self, guard: &mut WriteConnection, batch: impl Iterator<Item = WriteOp>) {
+        let version = guard
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut statement| statement.query_row([], |r| r.get::<_, i64>(0)))
+            .ok();
+        if version != guard.seen_version {
+            self.statuses.clear();
+            guard.seen_version = version;
+        }
+        // The cache forgets what the transaction changed before any caller hears of
+        // the commit, so a caller's next status read sees its own write.
+        commit_batch(&guard.conn, batch, || {
+            self.statuses.committed(&mut self.touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteConnection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl SqliteStore {
@@ -85,16 +131,25 @@ impl SqliteStore {
                 },
             ));
         }
+        write_conn.set_prepared_statement_cache_capacity(64);
         let statuses = Arc::new(status_cache::StatusCache::default());
+        let seen_version = write_conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
+        let committer = Arc::new(Committer {
+            conn: Mutex::new(WriteConnection { conn: write_conn, seen_version }),
+            writer_idle: AtomicBool::new(false),
+            touched,
+            statuses: statuses.clone(),
+        });
         let (writer, ops) = mpsc::unbounded_channel();
-        let writer_statuses = statuses.clone();
+        let thread_committer = committer.clone();
         std::thread::Builder::new()
             .name("opsq-sqlite-writer".into())
-            .spawn(move || run_writer(write_conn, ops, &touched, &writer_statuses))
+            .spawn(move || run_writer(&thread_committer, ops))
             .map_err(|source| StoreError::Io { path: path.display().to_string(), source })?;
         Ok(Self {
             path,
             writer,
+            committer,
             readers,
             next_reader: AtomicUsize::new(0),
             statuses,
@@ -132,15 +187,34 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.write_then(f, |_| {}).await
+        self.write_with(f, |_| {}, Commit::Queued).await
     }
 
-    /// [`Self::write`], with `committed` run on the writer thread once the write
-    /// committed: it runs even if the caller stopped waiting meanwhile.
+    /// A submission's write: [`Self::write`], with `committed` run once the write
+    /// committed (it runs even if the caller stopped waiting meanwhile), committed
+    /// on the caller's thread when the writer thread is idle.
+    ///
+    /// At a low rate every submission found the writer thread asleep, and waking it,
+    /// then waking the runtime again for the answer and for the runner the job was
+    /// dispatched to, cost about a third of the 1.3 ms from a submission to its job's
+    /// start (bench/RESULTS.md). Committing in place blocks one runtime thread for
+    /// the commit, so only submissions do it, and only when nothing else is waiting
+    /// to be written: under load the writer thread groups commits as before. (A
+    /// short write by another process, `opsq admin`, can hold it up to the busy
+    /// timeout, as it would the writer thread.)
     pub(crate) async fn write_then<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         committed: impl FnOnce(&mut T) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.write_with(f, committed, Commit::InPlaceIfIdle).await
+    }
+
+    async fn write_with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        committed: impl FnOnce(&mut T) + Send + 'static,
+        how: Commit,
     ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let op: WriteOp = Box::new(move |conn| {
@@ -157,9 +231,31 @@ impl SqliteStore {
             });
             (ok, completion)
         });
-        self.writer.send(op).map_err(|_| StoreError::Closed)?;
+        self.commit_op(op, how).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Hands `op` to the writer thread, or commits it here (see [`Commit`]); gives it
+    /// back if the writer is gone.
+    fn commit_op(&self, op: WriteOp, how: Commit) -> Result<(), WriteOp> {
+        if how == Commit::InPlaceIfIdle && self.committer.writer_idle.load(Ordering::SeqCst) {
+            if let Ok(mut guard) = self.committer.conn.try_lock() {
+                self.committer.commit(&mut guard, std::iter::once(op));
+                return Ok(());
+            }
+        }
+        self.writer.send(op).map_err(|mpsc::error::SendError(op)| op)
+    }
+}
+
+/// Where a write commits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// On the writer thread, grouped with whatever else is waiting.
+    Queued,
+    /// On the caller's thread when the writer thread waits for work (nothing to
+    /// group it with), else queued.
+    InPlaceIfIdle,
 }
 
 /// Plans each cached statement once, whatever its parameters. Otherwise SQLite
@@ -184,23 +280,13 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn run_writer(
-    conn: Connection,
-    mut ops: mpsc::UnboundedReceiver<WriteOp>,
-    touched: &Mutex<Vec<i64>>,
-    statuses: &status_cache::StatusCache,
-) {
-    conn.set_prepared_statement_cache_capacity(64);
+fn run_writer(committer: &Committer, mut ops: mpsc::UnboundedReceiver<WriteOp>) {
     let mut batch: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
-    // Moves only when another connection (another process) commits.
-    let data_version = || conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get::<_, i64>(0));
-    let mut seen_version = data_version().ok();
-    while let Some(first) = ops.blocking_recv() {
-        let version = data_version().ok();
-        if version != seen_version {
-            statuses.clear();
-            seen_version = version;
-        }
+    loop {
+        committer.writer_idle.store(true, Ordering::SeqCst);
+        let Some(first) = ops.blocking_recv() else { break };
+        committer.writer_idle.store(false, Ordering::SeqCst);
+        let mut guard = committer.lock();
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match ops.try_recv() {
@@ -208,12 +294,9 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        // The cache forgets what the transaction changed before any caller hears of
-        // the commit, so a caller's next status read sees its own write.
-        commit_batch(&conn, batch.drain(..), || {
-            statuses.committed(&mut touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-        });
+        committer.commit(&mut guard, batch.drain(..));
     }
+    committer.writer_idle.store(false, Ordering::SeqCst);
 }
 
 /// Runs one of the writer's fixed statements from the statement cache: parsing
