@@ -196,8 +196,9 @@ impl SqliteStore {
     ///
     /// At a low rate every submission found the writer thread asleep, and waking it,
     /// then waking the runtime again for the answer and for the runner the job was
-    /// dispatched to, cost about a third of the 1.3 ms from a submission to its job's
-    /// start (bench/RESULTS.md). Committing in place blocks one runtime thread for
+    /// dispatched to, took up to a third of the 1.3 ms from a submission to its
+    /// job's start in a syscall trace; committing in place took about 6% off that
+    /// p50 (bench/RESULTS.md, step 23). Committing in place blocks one runtime thread for
     /// the commit, so only submissions do it, and only when nothing else is waiting
     /// to be written: under load the writer thread groups commits as before. (A
     /// short write by another process, `opsq admin`, can hold it up to the busy
