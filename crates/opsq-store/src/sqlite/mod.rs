@@ -196,9 +196,10 @@ impl SqliteStore {
     ///
     /// At a low rate every submission found the writer thread asleep, and waking it,
     /// then waking the runtime again for the answer and for the runner the job was
-    /// dispatched to, took up to a third of the 1.3 ms from a submission to its
-    /// job's start in a syscall trace; committing in place took about 6% off that
-    /// p50 (bench/RESULTS.md, step 23). Committing in place blocks one runtime thread for
+    /// dispatched to, took 0.34 ms of the 1.43 ms from a submission to its job's
+    /// start in a syscall trace (0.11 ms to wake the writer, 0.23 ms from the sync
+    /// to the handler); committing in place took about 6% off W2's p50
+    /// (bench/RESULTS.md, step 23). Committing in place blocks one runtime thread for
     /// the commit, so only submissions do it, and only when nothing else is waiting
     /// to be written: under load the writer thread groups commits as before. (A
     /// short write by another process, `opsq admin`, can hold it up to the busy
