@@ -7,7 +7,9 @@
 # This machine's speed moves a lot from one minute to the next, so a change is
 # judged by interleaved pairs, never by one run of each. For W1 on SQLite it also
 # prints the writer thread's and the whole server's CPU per drained job, which move less with the hour
-# than jobs/s. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256), STORE
+# than jobs/s. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256; with
+# MODE=external, slots per worker process, 24), MODE (inproc, or external: WORKERS
+# opsq-client worker processes, 2, as in the suite's (ext) rows), STORE
 # (sqlite, or pg with PG_ADMIN_URL: the script creates a fresh database `opsq_ab`
 # on that server for every run and drops it on exit).
 # Loopback only (port 58190); every wait is bounded; the server is stopped on exit.
@@ -23,20 +25,42 @@ PEER=target/release/opsq-bench-peer
 [[ -x "$PEER" ]] || { echo "build first: cargo build --release -p opsq-bench" >&2; exit 2; }
 
 STATE=$(mktemp -d)
-export OPSQ_BENCH_STATE="$STATE/state" OPSQ_BENCH_PORT=58190 OPSQ_BENCH_MODE=inproc
-export OPSQ_BENCH_STORE=${STORE:-sqlite} PB_CONCURRENCY=${CONC:-256} PB_RESULTS="$STATE/results"
+MODE=${MODE:-inproc}
+case $MODE in
+  inproc) WORKERS=1 ;;
+  external) WORKERS=${WORKERS:-2} ;;
+  *) echo "MODE must be inproc or external" >&2; exit 2 ;;
+esac
+DEFAULT_CONC=256
+[[ "$MODE" == external ]] && DEFAULT_CONC=24
+export OPSQ_BENCH_STATE="$STATE/state" OPSQ_BENCH_PORT=58190 OPSQ_BENCH_MODE=$MODE
+export OPSQ_BENCH_STORE=${STORE:-sqlite} PB_CONCURRENCY=${CONC:-$DEFAULT_CONC} PB_RESULTS="$STATE/results"
 PG_ADMIN_URL=${PG_ADMIN_URL:-}
 if [[ "$OPSQ_BENCH_STORE" == pg ]]; then
   [[ -n "$PG_ADMIN_URL" ]] || { echo "STORE=pg needs PG_ADMIN_URL" >&2; exit 2; }
   export PB_PG_URL="${PG_ADMIN_URL%/*}/opsq_ab"
 fi
-worker=""
+workers=()
+# start_workers: WORKERS worker processes (one in-process runner, or opsq-client workers).
+start_workers() {
+  local i
+  for ((i = 0; i < WORKERS; i++)); do
+    "$PEER" worker >/dev/null 2>&1 &
+    workers+=($!)
+  done
+}
+stop_workers() {
+  ((${#workers[@]})) || return 0
+  kill "${workers[@]}" 2>/dev/null || true
+  wait "${workers[@]}" 2>/dev/null || true
+  workers=()
+}
 fresh_database() {
   [[ "$OPSQ_BENCH_STORE" == pg ]] || return 0
   psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS opsq_ab WITH (FORCE)" -c "CREATE DATABASE opsq_ab" >/dev/null
 }
 cleanup() {
-  [[ -n "$worker" ]] && kill "$worker" 2>/dev/null || true
+  stop_workers
   "$PEER" stop >/dev/null 2>&1 || true
   if [[ "$OPSQ_BENCH_STORE" == pg ]]; then
     psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS opsq_ab WITH (FORCE)" >/dev/null 2>&1 || true
@@ -84,10 +108,10 @@ run_once() {
     W1)
       "$PEER" enqueue bulk "$N" b >/dev/null
       ticks0=$(writer_ticks) all0=$(server_ticks)
-      "$PEER" worker >/dev/null 2>&1 & worker=$!
+      start_workers
       wait_for_lines "$N" 300
       ticks1=$(writer_ticks) all1=$(server_ticks)
-      kill "$worker"; wait "$worker" 2>/dev/null || true; worker=""
+      stop_workers
       python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" "$((all1 - all0))" <<'PY'
 import sys
 path, label, ticks, hz, all_ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -102,7 +126,7 @@ PY
       # The server creates the results file when the worker opens its runner: the
       # paced submits start only then, as they would against a running worker.
       rm -f "$PB_RESULTS"
-      "$PEER" worker >/dev/null 2>&1 & worker=$!
+      start_workers
       local deadline=$((SECONDS + 30))
       until [[ -e "$PB_RESULTS" ]]; do
         ((SECONDS < deadline)) || { echo "the runner did not open" >&2; return 1; }
@@ -110,7 +134,7 @@ PY
       done
       "$PEER" enqueue paced 500 b 50 >/dev/null
       wait_for_lines 500 30
-      kill "$worker"; wait "$worker" 2>/dev/null || true; worker=""
+      stop_workers
       python3 - "$PB_RESULTS" "$label" <<'PY'
 import sys
 lat = sorted(float(l.split()[3]) - float(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
