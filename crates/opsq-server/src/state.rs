@@ -111,10 +111,13 @@ pub fn apply_kind_defaults(
 pub struct ServerConfig {
     /// The lease given to claims of kinds without their own.
     pub default_lease_ms: i64,
+    /// How often a waiting claim looks again without a wake-up, for jobs another
+    /// process (another node, the admin CLI) made claimable.
+    pub claim_recheck: std::time::Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { default_lease_ms: 30_000 }
+        Self { default_lease_ms: 30_000, claim_recheck: std::time::Duration::from_millis(500) }
     }
 }

@@ -1,49 +1,71 @@
-//! Direct dispatch: a runner's free slots, offered to submissions.
+//! Direct dispatch: free slots, offered to submissions.
 //!
 //! Without it a job waits for two commits before it runs: its submission's, then the
-//! claim's that the submission woke the runner for. With an offer in place, a
-//! submission of a kind the runner handles inserts the job already in its first
-//! attempt (both stores take the slot with [`Dispatch::take_slot`] as they insert)
-//! and hands the claim to the runner once that transaction committed: one commit
-//! from submit to start, the same lease and fencing as any claim.
+//! claim's that the submission woke a runner or worker for. With an offer in place, a
+//! submission of a kind the offer covers inserts the job already in its first attempt
+//! (both stores take the slot with [`Dispatch::take_slot`] as they insert) and hands
+//! the claim to the offer's owner once that transaction committed: one commit from
+//! submit to start, the same lease and fencing as any claim.
+//!
+//! Offers come from the in-process runner while it waits, and from external workers'
+//! long-polling claims (`/v2/workers/claim`) while they wait. A submission uses the
+//! first offer that has a slot for one of its jobs; its other jobs wait for a claim.
 //!
 //! A dispatched job skips jobs that became runnable at the same moment without the
 //! runner noticing yet (a retry coming due between two polls): order among jobs that
 //! are ready together is not promised anyway.
 
 use std::collections::HashSet;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use opsq_domain::{AccountAlias, NewJob};
+use tokio::sync::{mpsc, Notify};
 
 use crate::types::Claim;
 
-/// Free slots of one runner, for the jobs of its kinds.
+/// Free slots of one runner or one waiting worker, for the jobs of its kinds.
 #[derive(Debug)]
 pub struct Dispatch {
     kinds: HashSet<String>,
+    /// `None`: jobs of every account (the in-process runner).
+    accounts: Option<HashSet<AccountAlias>>,
     owner: String,
     lease_ms: i64,
     slots: AtomicUsize,
+    /// Submissions holding this offer ([`OfferUse`]): each may still take a slot or
+    /// hand over claims.
+    in_use: AtomicUsize,
+    settled: Notify,
     deliver: mpsc::UnboundedSender<Claim>,
 }
 
 impl Dispatch {
-    /// An offer (of no slots yet) for the jobs of exactly these `kinds`, leased to
-    /// `owner` for `lease_ms` unless the kind has a lease of its own; the claims
-    /// arrive on the receiver, each once its transaction committed.
+    /// An offer (of no slots yet) for the jobs of exactly these `kinds` (globs are
+    /// not matched here: jobs of their kinds wait for a claim), of `accounts` only
+    /// unless `None`, leased to `owner` for `lease_ms` unless the kind has a lease of
+    /// its own; the claims arrive on the receiver, each once its transaction
+    /// committed.
     pub fn new(
         kinds: impl IntoIterator<Item = String>,
+        accounts: Option<HashSet<AccountAlias>>,
         owner: &str,
         lease_ms: i64,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Claim>) {
         let (deliver, claims) = mpsc::unbounded_channel();
         let kinds = kinds.into_iter().collect();
-        (
-            Arc::new(Self { kinds, owner: owner.to_string(), lease_ms, slots: AtomicUsize::new(0), deliver }),
-            claims,
-        )
+        let dispatch = Self {
+            kinds,
+            accounts,
+            owner: owner.to_string(),
+            lease_ms,
+            slots: AtomicUsize::new(0),
+            in_use: AtomicUsize::new(0),
+            settled: Notify::new(),
+            deliver,
+        };
+        (Arc::new(dispatch), claims)
     }
 
     /// Offers `slots` free slots, replacing the previous offer.
@@ -52,14 +74,44 @@ impl Dispatch {
     }
 
     /// Takes the offer back; returns how many of its slots no submission used.
+    /// Claims of slots already taken may still be on their way: see [`Self::settle`].
     pub fn withdraw(&self) -> usize {
         self.slots.swap(0, Ordering::SeqCst)
     }
 
-    /// Whether any offered slot is left (a submission need not consider the offer
-    /// otherwise).
-    pub(crate) fn has_slots(&self) -> bool {
-        self.slots.load(Ordering::SeqCst) > 0
+    /// Waits until no submission holds the offer any more, so that after
+    /// [`Self::withdraw`] every claim made on it is on the receiver. A waiting worker
+    /// answers with what arrived; without this wait, a claim committed just after
+    /// its answer would stay leased to it until the lease ran out.
+    pub async fn settle(&self) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.in_use.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Whether the offer has a slot left that could take one of `jobs`.
+    pub(crate) fn covers_any(&self, jobs: &[NewJob]) -> bool {
+        self.slots.load(Ordering::SeqCst) > 0 && jobs.iter().any(|job| self.covers(job))
+    }
+
+    fn covers(&self, job: &NewJob) -> bool {
+        self.kinds.contains(job.kind.as_str())
+            && self.accounts.as_ref().is_none_or(|accounts| accounts.contains(&job.account))
+    }
+
+    /// The slots left for jobs of `kind` (of some account).
+    pub(crate) fn slots_for(&self, kind: &str) -> usize {
+        if self.kinds.contains(kind) {
+            self.slots.load(Ordering::SeqCst)
+        } else {
+            0
+        }
     }
 
     pub(crate) fn owner(&self) -> &str {
@@ -70,18 +122,52 @@ impl Dispatch {
         self.lease_ms
     }
 
-    /// Takes one offered slot for a new job of `kind`, if the runner handles it and
-    /// a slot is left.
-    pub(crate) fn take_slot(&self, kind: &str) -> bool {
-        self.kinds.contains(kind)
+    /// Takes one offered slot for `job`, if the offer covers it and a slot is left.
+    pub(crate) fn take_slot(&self, job: &NewJob) -> bool {
+        self.covers(job)
             && self.slots.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 
-    /// Hands committed claims to the runner. A runner gone meanwhile leaves them
-    /// leased to it: they come back like any lost attempt's (rescue).
+    /// Hands committed claims to the offer's owner. An owner gone meanwhile (a
+    /// runner shut down, a worker that hung up) leaves them leased to it: they come
+    /// back like any lost attempt's (rescue, or the lease running out).
     pub(crate) fn deliver(&self, claims: Vec<Claim>) {
         for claim in claims {
             let _ = self.deliver.send(claim);
+        }
+    }
+}
+
+/// A submission's hold on an offer, from before it takes slots until after it
+/// handed their claims over (or failed): what [`Dispatch::settle`] waits for.
+#[derive(Debug)]
+pub(crate) struct OfferUse {
+    dispatch: Arc<Dispatch>,
+}
+
+impl OfferUse {
+    /// Holds `dispatch` for a submission of `jobs`, if it has a slot for one of them.
+    pub(crate) fn hold(dispatch: &Arc<Dispatch>, jobs: &[NewJob]) -> Option<Self> {
+        // Counted before the check: a withdrawal that saw no holder cannot miss a
+        // slot taken after it.
+        dispatch.in_use.fetch_add(1, Ordering::SeqCst);
+        let held = Self { dispatch: dispatch.clone() };
+        held.covers_any(jobs).then_some(held)
+    }
+}
+
+impl Deref for OfferUse {
+    type Target = Dispatch;
+
+    fn deref(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
+impl Drop for OfferUse {
+    fn drop(&mut self) {
+        if self.dispatch.in_use.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.dispatch.settled.notify_waiters();
         }
     }
 }

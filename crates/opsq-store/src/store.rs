@@ -3,7 +3,7 @@ use std::sync::{Arc, RwLock};
 
 use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
 
-use crate::dispatch::Dispatch;
+use crate::dispatch::{Dispatch, OfferUse};
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::types::*;
@@ -14,8 +14,9 @@ use crate::{Signal, StoreError};
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<Backend>,
-    /// The in-process runner's offer of free slots, if it made one.
-    dispatch: Arc<RwLock<Option<Arc<Dispatch>>>>,
+    /// Offers of free slots: the in-process runner's while it waits, and waiting
+    /// workers' (see [`Dispatch`]).
+    offers: Arc<RwLock<Vec<Arc<Dispatch>>>>,
 }
 
 enum Backend {
@@ -59,13 +60,29 @@ impl Store {
     }
 
     fn over(backend: Backend) -> Self {
-        Self { backend: Arc::new(backend), dispatch: Arc::default() }
+        Self { backend: Arc::new(backend), offers: Arc::default() }
     }
 
-    /// Lets submissions start jobs on the slots `dispatch` offers (see [`Dispatch`]);
-    /// `None` takes the offer away. One runner per store makes offers.
-    pub fn set_dispatch(&self, dispatch: Option<Arc<Dispatch>>) {
-        *self.dispatch.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = dispatch;
+    /// Lets submissions start jobs on the slots `dispatch` offers (see [`Dispatch`]),
+    /// after the offers made before it, until [`Self::remove_offer`].
+    pub fn add_offer(&self, dispatch: &Arc<Dispatch>) {
+        self.offers.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(dispatch.clone());
+    }
+
+    /// How many free slots the listed offers hold for jobs of `kind` right now: what a
+    /// submission of that kind could start at once. For diagnostics and tests.
+    pub fn offered_slots(&self, kind: &str) -> usize {
+        let offers = self.offers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        offers.iter().map(|offer| offer.slots_for(kind)).sum()
+    }
+
+    /// Takes `dispatch` off the store: later submissions no longer see it. One that
+    /// took it up already may still use its slots until it is withdrawn.
+    pub fn remove_offer(&self, dispatch: &Arc<Dispatch>) {
+        self.offers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|offer| !Arc::ptr_eq(offer, dispatch));
     }
 
     /// A short description for logs, e.g. `sqlite:/var/lib/opsq/opsq.db` or
@@ -148,8 +165,9 @@ impl Store {
     /// Accepts jobs durably, all in one transaction; with an idempotency key, a repeat
     /// returns the first job instead of making another.
     ///
-    /// Jobs of a kind the in-process runner offers free slots for start at once, in
-    /// the same transaction ([`Dispatch`]); their outcomes show them started.
+    /// Jobs of a kind the in-process runner or a waiting worker offers free slots for
+    /// start at once, in the same transaction ([`Dispatch`]); their outcomes show them
+    /// started.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<SubmitOutcome>, StoreError> {
         for job in &jobs {
             storable("title", &job.title)?;
@@ -157,8 +175,13 @@ impl Store {
             storable("idempotency key", job.idempotency_key.as_deref().unwrap_or_default())?;
             storable("request hash", job.request_hash.as_deref().unwrap_or_default())?;
         }
-        let offer = self.dispatch.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let offer = offer.filter(|offer| offer.has_slots());
+        let offer = self
+            .offers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .find_map(|offer| OfferUse::hold(offer, &jobs))
+            .map(Arc::new);
         dispatch!(self, s => s.submit(jobs, offer).await)
     }
 

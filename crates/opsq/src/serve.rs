@@ -75,7 +75,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         println!("opsq: admin password (shown once): {}", created.password);
     }
-    let server_config = ServerConfig { default_lease_ms: args.lease_secs.max(1) as i64 * 1000 };
+    let server_config =
+        ServerConfig { default_lease_ms: args.lease_secs.max(1) as i64 * 1000, ..ServerConfig::default() };
     let state = opsq_server::app_state(store.clone(), server_config).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

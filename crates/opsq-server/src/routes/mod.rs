@@ -1,5 +1,6 @@
 //! The HTTP surface, assembled in one place.
 
+mod claim_wait;
 mod health;
 mod jobs;
 mod login;

@@ -9,10 +9,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use opsq_domain::{AccountAlias, JobKind, Progress};
-use opsq_store::{ClaimRequest, JobOutcome};
+use opsq_store::{Claim, ClaimRequest, JobOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::claim_wait::wait_offering;
 use super::status::find_visible_job;
 use super::ApiPath;
 use crate::auth::Caller;
@@ -81,26 +82,29 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     loop {
         let claims = state.store.claim(claim_request.clone()).await?;
         if !claims.is_empty() || tokio::time::Instant::now() >= deadline {
-            let jobs: Vec<Value> = claims
-                .iter()
-                .map(|claim| {
-                    let mut job = job_json(&claim.job.account, &claim.job, None);
-                    job["leaseToken"] = json!(claim.lease_token);
-                    job["leaseExpires"] = json!(iso_date(claim.lease_until));
-                    job["leaseSeconds"] = json!(lease_seconds(claim.lease_until));
-                    job
-                })
-                .collect();
-            return Ok(Json(json!({ "jobs": jobs })));
+            return Ok(claimed(&claims));
         }
-        // Wake on a submission or a rescue; poll anyway in case another process
-        // (another node, the admin CLI) made jobs claimable.
-        tokio::select! {
-            _ = wakeups.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+        let started =
+            wait_offering(&state.store, &claim_request, &mut wakeups, state.config.claim_recheck, deadline)
+                .await;
+        if !started.is_empty() {
+            return Ok(claimed(&started));
         }
     }
+}
+
+fn claimed(claims: &[Claim]) -> Json<Value> {
+    let jobs: Vec<Value> = claims
+        .iter()
+        .map(|claim| {
+            let mut job = job_json(&claim.job.account, &claim.job, None);
+            job["leaseToken"] = json!(claim.lease_token);
+            job["leaseExpires"] = json!(iso_date(claim.lease_until));
+            job["leaseSeconds"] = json!(lease_seconds(claim.lease_until));
+            job
+        })
+        .collect();
+    Json(json!({ "jobs": jobs }))
 }
 
 #[derive(Debug, Deserialize)]

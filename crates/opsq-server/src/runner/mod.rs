@@ -149,8 +149,8 @@ impl Runner {
         // Free slots are offered to submissions while the runner waits, so a job
         // submitted to an idle runner starts in its submission's commit.
         let (dispatch, mut dispatched) =
-            Dispatch::new(kinds.iter().cloned(), &self.owner, self.config.lease.as_millis() as i64);
-        self.store.set_dispatch(Some(dispatch.clone()));
+            Dispatch::new(kinds.iter().cloned(), None, &self.owner, self.config.lease.as_millis() as i64);
+        self.store.add_offer(&dispatch);
         let mut woke = Woke::Other;
         while !shutdown.is_cancelled() {
             dispatch.withdraw();
@@ -205,9 +205,11 @@ impl Runner {
             }
         }
         dispatch.withdraw();
-        self.store.set_dispatch(None);
+        self.store.remove_offer(&dispatch);
         // Claims committed just before the offer was withdrawn still run (and get the
-        // grace period like the rest).
+        // grace period like the rest). A submission stuck on its database is not
+        // waited for long: its claims come back like any lost attempt's.
+        let _ = tokio::time::timeout(Duration::from_secs(5), dispatch.settle()).await;
         while let Ok(claim) = dispatched.try_recv() {
             self.start(claim, &permits, &mut tasks, &jobs_cancel);
         }

@@ -41,14 +41,25 @@ impl TestServer {
 
     /// Starts with options adjusted by `configure` (extra handlers, housekeeping).
     pub async fn start_configured(configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        Self::start_full(opsq_server::ServerConfig::default(), configure).await
+    }
+
+    /// Starts with server-wide settings of its own.
+    pub async fn start_with_config(config: opsq_server::ServerConfig) -> Self {
+        Self::start_full(config, |_| {}).await
+    }
+
+    async fn start_full(
+        config: opsq_server::ServerConfig,
+        configure: impl FnOnce(&mut ServeOptions),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_sqlite(dir.path()).expect("open store");
         let created = opsq_server::bootstrap(&store, alias(ROOT), Location::parse("WA1").unwrap())
             .await
             .expect("bootstrap")
             .expect("first start bootstraps");
-        let state =
-            opsq_server::app_state(store.clone(), opsq_server::ServerConfig::default()).await.expect("state");
+        let state = opsq_server::app_state(store.clone(), config).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address: SocketAddr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

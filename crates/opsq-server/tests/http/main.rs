@@ -8,3 +8,4 @@ mod login;
 mod servers;
 mod status;
 mod v1;
+mod worker_dispatch;

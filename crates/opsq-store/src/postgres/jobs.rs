@@ -22,7 +22,7 @@ use super::signals;
 use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
 use super::submitter::{spawn_submitter, submit_batch, SubmitRequest};
 use super::{execute, query, query_one, query_opt, PostgresStore};
-use crate::dispatch::Dispatch;
+use crate::dispatch::OfferUse;
 use crate::types::*;
 use crate::{now_ms, rules, Signal, StoreError};
 
@@ -35,11 +35,11 @@ const FIND_BY_KEY: &str = concat!(
 );
 
 /// Inserts jobs and their history in one statement; numbers follow the order of the
-/// arrays, and a job whose `$10` is true takes a slot the in-process runner offered
-/// (see [`Dispatch`]): it is inserted already in its first attempt, leased to `$11`
-/// for its kind's lease or `$12`, with the history a claim would leave, and its row
-/// comes back with its lease token (the others' with none). `$on_conflict` is empty
-/// or the idempotency key's conflict clause.
+/// arrays, and a job whose `$10` is true takes an offered slot (see
+/// [`Dispatch`](crate::Dispatch)): it is inserted already in its first attempt, leased
+/// to `$11` for its kind's lease or `$12`, with the history a claim would leave, and
+/// its row comes back with its lease token (the others' with none). `$on_conflict` is
+/// empty or the idempotency key's conflict clause.
 macro_rules! insert_jobs {
     ($on_conflict:literal) => {
         concat!(
@@ -102,13 +102,13 @@ const INSERT_JOB_UNLESS_KEY_TAKEN: &str =
 /// Inserts `jobs` with `sql` ([`INSERT_JOBS`] or [`INSERT_JOB_UNLESS_KEY_TAKEN`]), starting
 /// those `offer` has a slot for; returns the jobs inserted, in order, each with its
 /// claim if it was started. A keyed job that finds its key taken meanwhile leaves its
-/// slot taken until the runner offers its slots again.
+/// slot taken, unused, until its owner offers slots again.
 async fn insert_jobs(
     c: &impl GenericClient,
     sql: &str,
     jobs: &[NewJob],
     now: i64,
-    offer: Option<&Dispatch>,
+    offer: Option<&OfferUse>,
 ) -> Result<Vec<(Job, Option<Claim>)>, StoreError> {
     let mut columns: [Vec<String>; 6] = Default::default();
     let mut max_attempts = Vec::with_capacity(jobs.len());
@@ -128,7 +128,7 @@ async fn insert_jobs(
         submitters.push(job.submitter.clone());
         max_attempts.push(count(job.max_attempts.max(1)));
         safe_to_repeat.push(job.safe_to_repeat);
-        start.push(offer.is_some_and(|offer| offer.take_slot(job.kind.as_str())));
+        start.push(offer.is_some_and(|offer| offer.take_slot(job)));
         keys.push(job.idempotency_key.as_deref());
         hashes.push(job.request_hash.as_deref());
     }
@@ -174,7 +174,7 @@ async fn submit_unkeyed(
     c: &impl GenericClient,
     jobs: Vec<NewJob>,
     now: i64,
-    offer: Option<&Dispatch>,
+    offer: Option<&OfferUse>,
 ) -> Result<(Vec<SubmitOutcome>, Vec<Claim>), StoreError> {
     let inserted = insert_jobs(c, INSERT_JOBS, &jobs, now, offer).await?;
     if inserted.len() != jobs.len() {
@@ -309,7 +309,7 @@ async fn submit_one(
     c: &impl GenericClient,
     job: NewJob,
     now: i64,
-    offer: Option<&Dispatch>,
+    offer: Option<&OfferUse>,
 ) -> Result<(SubmitOutcome, Option<Claim>), StoreError> {
     if let Some(key) = &job.idempotency_key {
         if let Some(outcome) = find_by_key(c, &job, key).await? {
@@ -340,7 +340,7 @@ async fn submit_one(
 pub(crate) async fn submit_in(
     pool: &deadpool_postgres::Pool,
     jobs: Vec<NewJob>,
-    dispatch: Option<Arc<Dispatch>>,
+    dispatch: Option<Arc<OfferUse>>,
 ) -> Result<Vec<SubmitOutcome>, StoreError> {
     let mut client = pool.get().await?;
     let now = now_ms();
@@ -384,7 +384,7 @@ impl PostgresStore {
     pub(crate) async fn submit(
         &self,
         jobs: Vec<NewJob>,
-        dispatch: Option<Arc<Dispatch>>,
+        dispatch: Option<Arc<OfferUse>>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
         let outcomes = if jobs.iter().any(|job| job.idempotency_key.is_some()) {
             match dispatch {

@@ -1,8 +1,9 @@
 //! Submissions without idempotency keys, many to a transaction: PostgreSQL's group
 //! commit, done where the statements are made.
 //!
-//! A submission is one statement (which also starts the jobs the in-process runner
-//! has free slots for), so one round trip and one commit flush. With many clients
+//! A submission is one statement (which also starts the jobs an offer has free slots
+//! for: a batch uses the first offer any of its requests took up, and releases the
+//! others unused), so one round trip and one commit flush. With many clients
 //! submitting one job each (S64: 64 clients, each acknowledged only once its job is
 //! durable), those flushes were the node's limit. Requests that queue while earlier
 //! batches run are accepted together ([`super::batcher`]): one
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batcher::{shared_error, spawn_batcher};
 use super::jobs::submit_in;
-use crate::dispatch::Dispatch;
+use crate::dispatch::OfferUse;
 use crate::types::SubmitOutcome;
 use crate::StoreError;
 
@@ -31,7 +32,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// One caller's jobs, waiting for their batch.
 pub(crate) struct SubmitRequest {
     pub jobs: Vec<NewJob>,
-    pub dispatch: Option<Arc<Dispatch>>,
+    pub dispatch: Option<Arc<OfferUse>>,
     pub reply: oneshot::Sender<Result<Vec<SubmitOutcome>, StoreError>>,
 }
 

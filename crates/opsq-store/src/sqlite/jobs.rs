@@ -12,19 +12,20 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rows::{self, alias_at, location_at, status_at, RawJob, JOB_COLUMNS, JOB_COLUMN_COUNT};
 use super::{history, SqliteStore};
-use crate::dispatch::Dispatch;
+use crate::dispatch::OfferUse;
 use crate::types::*;
 use crate::{now_ms, rules, StoreError};
 
 /// Accepts one job. When `offer` has a slot for its kind, the job is inserted already
-/// in its first attempt, leased to the runner: the same row and history a claim
-/// would leave, without a second statement rewriting the row just written (see
-/// [`Dispatch`]). A job whose idempotency key was seen before is never started here.
+/// in its first attempt, leased to the offer's owner: the same row and history a
+/// claim would leave, without a second statement rewriting the row just written (see
+/// [`Dispatch`](crate::Dispatch)). A job whose idempotency key was seen before is
+/// never started here.
 fn submit_one(
     conn: &Connection,
     job: NewJob,
     now: i64,
-    offer: Option<&Dispatch>,
+    offer: Option<&OfferUse>,
 ) -> Result<(SubmitOutcome, Option<Claim>), StoreError> {
     if let Some(key) = &job.idempotency_key {
         let existing = conn
@@ -46,6 +47,7 @@ fn submit_one(
     }
     let payload = serde_json::to_string(&job.payload)
         .map_err(|e| StoreError::Invalid(format!("payload cannot be stored: {e}")))?;
+    let offer = offer.filter(|offer| offer.take_slot(&job));
     let columns = params![
         job.account.as_str(),
         job.location.as_str(),
@@ -59,7 +61,7 @@ fn submit_one(
         job.request_hash,
         job.submitter,
     ];
-    let Some(offer) = offer.filter(|offer| offer.take_slot(job.kind.as_str())) else {
+    let Some(offer) = offer else {
         let created = conn
             .prepare_cached(&format!("{INSERT_JOB}) VALUES ({NEW_JOB_VALUES}, 'notStarted', 'Waiting for a worker') RETURNING {JOB_COLUMNS}"))?
             .query_row(columns, rows::job)?;
@@ -237,7 +239,7 @@ impl SqliteStore {
     pub(crate) async fn submit(
         &self,
         jobs: Vec<NewJob>,
-        dispatch: Option<Arc<Dispatch>>,
+        dispatch: Option<Arc<OfferUse>>,
     ) -> Result<Vec<SubmitOutcome>, StoreError> {
         let deliver_to = dispatch.clone();
         let (outcomes, _) = self

@@ -1,6 +1,8 @@
 //! Direct dispatch: submissions start jobs on the slots a runner offers, in their own
 //! transaction, and hand the claims over once committed.
 
+use std::collections::{BTreeSet, HashSet};
+
 use opsq_domain::{Job, JobStatus};
 use opsq_store::{Dispatch, JobOutcome, Store};
 use serde_json::json;
@@ -9,8 +11,8 @@ use crate::support::*;
 
 pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
     accounts(&store, &["ACME"]).await;
-    let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], "inproc:test", LONG_LEASE_MS);
-    store.set_dispatch(Some(offer.clone()));
+    let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], None, "inproc:test", LONG_LEASE_MS);
+    store.add_offer(&offer);
     offer.offer(2);
     let batch = ["t.direct", "t.other", "t.direct", "t.direct"].map(|kind| new_job("ACME", kind));
     let outcomes = store.submit(batch.to_vec()).await.expect("submit");
@@ -67,9 +69,76 @@ pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
     assert_eq!(offer.withdraw(), 3);
     let later = submit(&store, new_job("ACME", "t.direct")).await;
     assert_eq!(later.status, JobStatus::NotStarted);
-    store.set_dispatch(None);
+    store.remove_offer(&offer);
     offer.offer(1);
     let without = submit(&store, new_job("ACME", "t.direct")).await;
     assert_eq!(without.status, JobStatus::NotStarted, "an offer no longer set on the store is not used");
     assert!(claims.try_recv().is_err());
+}
+
+pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store) {
+    accounts(&store, &["ACME", "OTHER"]).await;
+    let acme_only = Some(HashSet::from([alias("ACME")]));
+    let (first, mut first_claims) =
+        Dispatch::new(["t.direct".to_string()], acme_only, "worker:a", LONG_LEASE_MS);
+    let (second, mut second_claims) =
+        Dispatch::new(["t.direct".to_string()], None, "worker:b", LONG_LEASE_MS);
+    store.add_offer(&first);
+    store.add_offer(&second);
+    first.offer(1);
+    second.offer(1);
+    assert_eq!(store.offered_slots("t.direct"), 2);
+    assert_eq!(store.offered_slots("t.other"), 0);
+
+    // OTHER's job passes over the first offer, which does not cover its account.
+    let other = submit(&store, new_job("OTHER", "t.direct")).await;
+    assert_eq!(other.status, JobStatus::Executing);
+    assert_eq!(second_claims.try_recv().expect("the second offer's claim").job, other);
+    let started = &store.job_events(other.number).await.expect("read events")[1];
+    assert_eq!(started.message, "attempt 1 started by worker:b");
+    assert!(first_claims.try_recv().is_err(), "nothing for the offer of ACME only");
+
+    let acme = submit(&store, new_job("ACME", "t.direct")).await;
+    assert_eq!(acme.status, JobStatus::Executing);
+    assert_eq!(first_claims.try_recv().expect("the first offer's claim").job, acme);
+    assert_eq!(store.offered_slots("t.direct"), 0, "both slots were used");
+
+    let waiting = submit(&store, new_job("ACME", "t.direct")).await;
+    assert_eq!(waiting.status, JobStatus::NotStarted, "no slot left");
+    for offer in [&first, &second] {
+        store.remove_offer(offer);
+    }
+}
+
+/// An offer withdrawn while submissions are under way: once settled, every claim made
+/// on it has arrived, so a waiting worker that answers then leaves none behind.
+pub async fn a_settled_offer_has_every_claim_made_on_it(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], None, "worker:a", LONG_LEASE_MS);
+    store.add_offer(&offer);
+    offer.offer(8);
+    let submissions: Vec<_> = (0..24)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { submit(&store, new_job("ACME", "t.direct")).await })
+        })
+        .collect();
+    // Withdraw while some submissions are still in flight, as a claim's deadline would.
+    tokio::task::yield_now().await;
+    offer.withdraw();
+    store.remove_offer(&offer);
+    tokio::time::timeout(DEADLINE, offer.settle()).await.expect("settles once the submissions are done");
+    let mut delivered = BTreeSet::new();
+    while let Ok(claim) = claims.try_recv() {
+        delivered.insert(claim.job.number);
+    }
+    let mut started = BTreeSet::new();
+    for submission in submissions {
+        let job = submission.await.expect("submission task");
+        if job.status == JobStatus::Executing {
+            started.insert(job.number);
+        }
+    }
+    assert!(started.len() <= 8, "no more than the slots offered: {started:?}");
+    assert_eq!(delivered, started, "every job started on the offer was delivered before settle returned");
 }

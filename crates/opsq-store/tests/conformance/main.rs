@@ -234,6 +234,8 @@ macro_rules! all_conformance_tests {
             concurrency::concurrent_submits_get_distinct_numbers,
             concurrency::concurrent_batches_each_get_their_own_jobs,
             dispatch::a_submission_starts_jobs_on_offered_slots,
+            dispatch::offers_cover_only_their_accounts_and_are_used_in_order,
+            dispatch::a_settled_offer_has_every_claim_made_on_it,
             concurrency::concurrent_claims_never_share_a_job,
             concurrency::concurrent_finishes_record_one_outcome,
             concurrency::concurrent_finishes_of_many_jobs_each_get_their_own_answer,

@@ -1,0 +1,93 @@
+//! How a long-polling claim waits: until a submission, a rescue, the next recheck or its
+//! deadline, meanwhile offering its slots to submissions (see [`Dispatch`]), so a job
+//! submitted to a waiting worker starts in its submission's commit and reaches the
+//! worker without a claim of its own.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsq_domain::{AccountAlias, JobKind};
+use opsq_store::{Claim, ClaimRequest, Dispatch, Store};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Longest wait for submissions that took the offer up to hand their claims over.
+const SETTLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waits as described above; returns the jobs submissions started on the offer,
+/// none if it woke for another reason (the caller then claims again).
+pub(super) async fn wait_offering(
+    store: &Store,
+    request: &ClaimRequest,
+    wakeups: &mut watch::Receiver<u64>,
+    recheck: Duration,
+    deadline: Instant,
+) -> Vec<Claim> {
+    // Only exact kinds are offered: jobs of kinds a glob selects wait for the claim.
+    let kinds: Vec<String> =
+        request.kinds.iter().filter(|kind| JobKind::parse(kind).is_ok()).cloned().collect();
+    let accounts: Option<HashSet<AccountAlias>> =
+        request.accounts.as_ref().map(|accounts| accounts.iter().cloned().collect());
+    let offer = (!kinds.is_empty()).then(|| {
+        let (dispatch, delivered) = Dispatch::new(kinds, accounts, &request.owner, request.lease_ms);
+        dispatch.offer(request.limit as usize);
+        (Listed::new(store, dispatch), delivered)
+    });
+    let Some((listed, mut delivered)) = offer else {
+        wait_for_wakeup(wakeups, recheck, deadline).await;
+        return Vec::new();
+    };
+    let mut claims = Vec::new();
+    tokio::select! {
+        Some(claim) = delivered.recv() => claims.push(claim),
+        _ = wait_for_wakeup(wakeups, recheck, deadline) => {}
+    }
+    listed.withdraw().await;
+    while let Ok(claim) = delivered.try_recv() {
+        claims.push(claim);
+    }
+    claims
+}
+
+async fn wait_for_wakeup(wakeups: &mut watch::Receiver<u64>, recheck: Duration, deadline: Instant) {
+    tokio::select! {
+        _ = wakeups.changed() => {}
+        _ = tokio::time::sleep(recheck) => {}
+        _ = tokio::time::sleep_until(deadline) => {}
+    }
+}
+
+/// An offer listed on the store for as long as the claim waits. Dropped without
+/// [`Listed::withdraw`] (the worker hung up), it is taken off at once, and claims
+/// still on their way stay leased to the worker until rescued or expired, as those
+/// of a claim answered to a closed connection would.
+struct Listed {
+    store: Store,
+    dispatch: Arc<Dispatch>,
+}
+
+impl Listed {
+    fn new(store: &Store, dispatch: Arc<Dispatch>) -> Self {
+        store.add_offer(&dispatch);
+        Self { store: store.clone(), dispatch }
+    }
+
+    fn take_off(&self) {
+        self.dispatch.withdraw();
+        self.store.remove_offer(&self.dispatch);
+    }
+
+    /// Takes the offer off the store and waits until every claim made on it was
+    /// delivered.
+    async fn withdraw(self) {
+        self.take_off();
+        let _ = tokio::time::timeout(SETTLE_WITHIN, self.dispatch.settle()).await;
+    }
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.take_off();
+    }
+}
