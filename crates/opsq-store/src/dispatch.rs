@@ -114,7 +114,8 @@ impl Dispatch {
         }
     }
 
-    pub(crate) fn owner(&self) -> &str {
+    /// Whom the offer's jobs are leased to.
+    pub fn owner(&self) -> &str {
         &self.owner
     }
 
@@ -148,8 +149,13 @@ pub(crate) struct OfferUse {
 impl OfferUse {
     /// Holds `dispatch` for a submission of `jobs`, if it has a slot for one of them.
     pub(crate) fn hold(dispatch: &Arc<Dispatch>, jobs: &[NewJob]) -> Option<Self> {
-        // Counted before the check: a withdrawal that saw no holder cannot miss a
-        // slot taken after it.
+        // A first look spares every submission the counting (and the wake-up of a
+        // settling owner) on offers that cannot take it.
+        if !dispatch.covers_any(jobs) {
+            return None;
+        }
+        // Counted before the check that counts: a withdrawal that saw no holder cannot
+        // miss a slot taken after it.
         dispatch.in_use.fetch_add(1, Ordering::SeqCst);
         let held = Self { dispatch: dispatch.clone() };
         held.covers_any(jobs).then_some(held)
@@ -169,5 +175,57 @@ impl Drop for OfferUse {
         if self.dispatch.in_use.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.dispatch.settled.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+    use opsq_domain::{AccountAlias, JobKind, Location};
+
+    use super::*;
+
+    fn job(account: &str, kind: &str) -> NewJob {
+        NewJob {
+            account: AccountAlias::parse(account).unwrap(),
+            location: Location::parse("WA1").unwrap(),
+            kind: JobKind::parse(kind).unwrap(),
+            title: String::new(),
+            payload: serde_json::Value::Null,
+            max_attempts: 1,
+            safe_to_repeat: true,
+            idempotency_key: None,
+            request_hash: None,
+            submitter: "test".into(),
+        }
+    }
+
+    #[test]
+    fn settle_waits_for_a_submission_that_took_a_slot_before_the_withdrawal() {
+        let (offer, _claims) = Dispatch::new(["t.direct".to_string()], None, "worker:a", 1000);
+        offer.offer(1);
+        let submission = [job("ACME", "t.direct")];
+        let held = OfferUse::hold(&offer, &submission).expect("the offer covers the job");
+        assert!(held.take_slot(&submission[0]));
+        assert_eq!(offer.withdraw(), 0);
+        let mut settling = Box::pin(offer.settle());
+        assert!(settling.as_mut().now_or_never().is_none(), "a holder that took a slot is waited for");
+        drop(held);
+        assert!(settling.now_or_never().is_some(), "settled once the holder is done");
+    }
+
+    #[test]
+    fn an_offer_is_held_only_by_submissions_it_covers() {
+        let only_acme = Some(HashSet::from([AccountAlias::parse("ACME").unwrap()]));
+        let (offer, _claims) = Dispatch::new(["t.direct".to_string()], only_acme, "worker:a", 1000);
+        assert!(OfferUse::hold(&offer, &[job("ACME", "t.direct")]).is_none(), "no slots offered yet");
+        offer.offer(2);
+        assert!(OfferUse::hold(&offer, &[job("OTHER", "t.direct")]).is_none(), "another account");
+        assert!(OfferUse::hold(&offer, &[job("ACME", "t.other")]).is_none(), "another kind");
+        let held = OfferUse::hold(&offer, &[job("ACME", "t.other"), job("ACME", "t.direct")]);
+        assert!(held.is_some(), "one covered job is enough");
+        assert_eq!(offer.in_use.load(Ordering::SeqCst), 1, "refused holds leave no count behind");
+        drop(held);
+        assert!(offer.settle().now_or_never().is_some());
     }
 }

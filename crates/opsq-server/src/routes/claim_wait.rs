@@ -79,10 +79,18 @@ impl Listed {
     }
 
     /// Takes the offer off the store and waits until every claim made on it was
-    /// delivered.
+    /// delivered, or [`SETTLE_WITHIN`] passed: a submission whose commit takes that
+    /// long (a stalled database) then leaves its job leased to this worker, to be
+    /// rescued when the lease runs out.
     async fn withdraw(self) {
         self.take_off();
-        let _ = tokio::time::timeout(SETTLE_WITHIN, self.dispatch.settle()).await;
+        if tokio::time::timeout(SETTLE_WITHIN, self.dispatch.settle()).await.is_err() {
+            tracing::warn!(
+                owner = self.dispatch.owner(),
+                "a submission using this claim's offer did not finish within {SETTLE_WITHIN:?}; \
+                 a job it started stays leased to the worker until its lease runs out"
+            );
+        }
     }
 }
 

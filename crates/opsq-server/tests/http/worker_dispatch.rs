@@ -29,10 +29,28 @@ async fn submit_to(server: &TestServer, token: &str, alias: &str, kind: &str) ->
     job
 }
 
+/// A long-poll for `ext.direct` jobs, `limit` 2, answered with its status and body.
+fn long_poll(server: &TestServer, token: &str, wait_seconds: u64) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (base, token) = (server.base.clone(), token.to_string());
+    tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/v2/workers/claim"))
+            .bearer_auth(token)
+            .json(
+                &json!({"kinds": ["ext.direct"], "limit": 2, "waitSeconds": wait_seconds, "workerId": "w1"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    })
+}
+
 #[tokio::test]
 async fn a_waiting_worker_gets_jobs_started_by_their_submission() {
-    // No rechecks during the test: a claim looks again only when woken, so the offer
-    // is listed whenever the test has seen it listed and not woken it since.
+    // No rechecks during the test: a waiting claim takes its offer back only when
+    // woken, so once the test has seen the offer listed it stays listed until a
+    // submission wakes the claim.
     let config = ServerConfig { claim_recheck: Duration::from_secs(600), ..ServerConfig::default() };
     let server = TestServer::start_with_config(config).await;
     let admin = server.admin_token().await;
@@ -42,29 +60,9 @@ async fn a_waiting_worker_gets_jobs_started_by_their_submission() {
     let worker = server.token("runner", PASSWORD).await;
     assert_eq!(server.store.offered_slots("ext.direct"), 0, "no worker waits yet");
 
-    let poller = {
-        let (base, worker) = (server.base.clone(), worker.clone());
-        tokio::spawn(async move {
-            let response = reqwest::Client::new()
-                .post(format!("{base}/v2/workers/claim"))
-                .bearer_auth(worker)
-                .json(&json!({"kinds": ["ext.direct"], "limit": 2, "waitSeconds": 20, "workerId": "w1"}))
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
-        })
-    };
+    // Started by the submission itself, and handed to the waiting claim.
+    let poller = long_poll(&server, &worker, 20);
     offered(&server, "ext.direct", 2).await;
-
-    // Outside the worker's subtree: not offered to it, so it waits for a claim.
-    let elsewhere = submit_to(&server, &admin, "TEAMB", "ext.direct").await;
-    assert_eq!(elsewhere["status"], "notStarted", "{elsewhere}");
-    // Its wake-up made the claim look again (finding nothing it may take) and offer
-    // both slots anew.
-    offered(&server, "ext.direct", 2).await;
-
-    // Inside it: started by the submission itself, and handed to the waiting claim.
     let mine = submit_to(&server, &admin, "TEAMA", "ext.direct").await;
     assert_eq!(mine["status"], "executing", "started in the submission's commit: {mine}");
     let (code, claimed) = poller.await.unwrap();
@@ -80,6 +78,11 @@ async fn a_waiting_worker_gets_jobs_started_by_their_submission() {
     assert_eq!(server.store.offered_slots("ext.direct"), 0);
     let later = submit_to(&server, &admin, "TEAMA", "ext.direct").await;
     assert_eq!(later["status"], "notStarted", "{later}");
+    let (code, rest) =
+        server.post_json(&worker, "/v2/workers/claim", &json!({"kinds": ["ext.direct"], "limit": 10})).await;
+    assert_eq!(code, 200, "{rest}");
+    let ids: Vec<&str> = rest["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [later["id"].as_str().unwrap()], "claimed as usual");
 
     let id = mine["id"].as_str().unwrap();
     let (code, done) = server
@@ -96,10 +99,12 @@ async fn a_waiting_worker_gets_jobs_started_by_their_submission() {
         job["history"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
     assert_eq!(messages[1], "attempt 1 started by worker:runner/w1", "{job}");
 
-    // What the offer did not take is claimed as usual, by a worker who may see it.
-    let (code, rest) =
-        server.post_json(&worker, "/v2/workers/claim", &json!({"kinds": ["ext.direct"], "limit": 10})).await;
-    assert_eq!(code, 200, "{rest}");
-    let ids: Vec<&str> = rest["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [later["id"].as_str().unwrap()], "TEAMB's job stays out of TEAMA's worker's reach");
+    // Outside the worker's subtree: the listed offer does not take the job, and the
+    // claim it wakes cannot take it either.
+    let poller = long_poll(&server, &worker, 2);
+    offered(&server, "ext.direct", 2).await;
+    let elsewhere = submit_to(&server, &admin, "TEAMB", "ext.direct").await;
+    assert_eq!(elsewhere["status"], "notStarted", "{elsewhere}");
+    let (code, nothing) = poller.await.unwrap();
+    assert_eq!((code, nothing["jobs"].as_array().map(Vec::len)), (200, Some(0)), "{nothing}");
 }

@@ -375,6 +375,17 @@ pub(crate) async fn lease_lost_or_missing(c: &impl GenericClient, number: i64) -
     }
 }
 
+/// The start of the rescue's candidate query: running jobs, with what the rescue
+/// decides by; the caller adds which leases are lost.
+macro_rules! rescue_candidates {
+    () => {
+        "SELECT number, safe_to_repeat, attempt, max_attempts,
+                CASE WHEN cancel_requested THEN COALESCE(cancel_reason, 'no reason given') END
+         FROM jobs
+         WHERE status = 'executing' AND "
+    };
+}
+
 impl PostgresStore {
     /// Submissions without idempotency keys go through the submitter
     /// ([`super::submitter`]), which commits many in one transaction. Claims that a
@@ -471,8 +482,15 @@ impl PostgresStore {
             params.len()
         );
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let client = self.client().await?;
-        let rows = query(&client, &sql, &refs).await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Planned for the actual values (connections default to generic plans, see
+        // `PostgresStore::open`): how many rows an account, a status set or a kind
+        // pattern selects decides between walking the jobs backwards and reading an
+        // account's jobs, and a generic plan cannot know it.
+        tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan").await?;
+        let rows = query(&tx, &sql, &refs).await?;
+        tx.commit().await?;
         rows.iter().map(rows::job).collect()
     }
 
@@ -547,18 +565,27 @@ impl PostgresStore {
         // Locked in job order, so concurrent rescues cannot deadlock; a job another
         // rescue or a finish took meanwhile no longer matches once its lock is free,
         // and is left out.
-        let candidates = query(
-            &tx,
-            "SELECT number, safe_to_repeat, attempt, max_attempts,
-                    CASE WHEN cancel_requested THEN COALESCE(cancel_reason, 'no reason given') END
-             FROM jobs
-             WHERE status = 'executing'
-               AND (lease_until < $1 OR ($2::text IS NOT NULL AND starts_with(lease_owner, $2::text)))
-             ORDER BY number
-             FOR UPDATE",
-            &[&now, &owner_prefix],
-        )
-        .await?;
+        // Two statements, not one with `$2 IS NULL OR ...`: a generic plan cannot drop
+        // the owner test, and would read every running job at each housekeeping tick
+        // instead of the expired ones.
+        let candidates = match &owner_prefix {
+            None => {
+                query(
+                    &tx,
+                    concat!(rescue_candidates!(), "lease_until < $1", " ORDER BY number FOR UPDATE"),
+                    &[&now],
+                )
+                .await?
+            }
+            Some(prefix) => {
+                let sql = concat!(
+                    rescue_candidates!(),
+                    "(lease_until < $1 OR starts_with(lease_owner, $2::text))",
+                    " ORDER BY number FOR UPDATE"
+                );
+                query(&tx, sql, &[&now, prefix]).await?
+            }
+        };
         if candidates.is_empty() {
             return Ok(Vec::new());
         }

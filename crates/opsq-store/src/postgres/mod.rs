@@ -79,10 +79,14 @@ impl PostgresStore {
         // the actual arrays always looked cheaper than the generic one), which took
         // 0.39 ms of a single submit's 0.62 ms in the database (server log, W2); with
         // its generic plan, 0.07 + 0.29 ms. The claim and outcome statements were on
-        // generic plans already (0.03 ms to bind).
-        if config.get_options().is_none() {
-            config.options("-c plan_cache_mode=force_generic_plan");
-        }
+        // generic plans already (0.03 ms to bind). The listing, whose best plan depends
+        // on its values, asks for custom plans itself. Options given in the URL come
+        // after this one, so they win.
+        let options = match config.get_options() {
+            Some(given) => format!("-c plan_cache_mode=force_generic_plan {given}"),
+            None => "-c plan_cache_mode=force_generic_plan".to_string(),
+        };
+        config.options(&options);
         // Settings given in the URL win; these are only defaults.
         if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
             config.keepalives_idle(TCP_TIMEOUT);

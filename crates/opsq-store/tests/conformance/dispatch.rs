@@ -85,25 +85,30 @@ pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store
         Dispatch::new(["t.direct".to_string()], None, "worker:b", LONG_LEASE_MS);
     store.add_offer(&first);
     store.add_offer(&second);
-    first.offer(1);
+    first.offer(2);
     second.offer(1);
-    assert_eq!(store.offered_slots("t.direct"), 2);
+    assert_eq!(store.offered_slots("t.direct"), 3);
     assert_eq!(store.offered_slots("t.other"), 0);
 
-    // OTHER's job passes over the first offer, which does not cover its account.
+    // Both offers cover ACME's job: the one listed first takes it.
+    let acme = submit(&store, new_job("ACME", "t.direct")).await;
+    assert_eq!(acme.status, JobStatus::Executing);
+    assert_eq!(first_claims.try_recv().expect("the first offer's claim").job, acme);
+    assert!(second_claims.try_recv().is_err(), "nothing for the offer listed second");
+
+    // OTHER's job passes over the first offer, which has a slot left but does not
+    // cover its account.
     let other = submit(&store, new_job("OTHER", "t.direct")).await;
     assert_eq!(other.status, JobStatus::Executing);
     assert_eq!(second_claims.try_recv().expect("the second offer's claim").job, other);
     let started = &store.job_events(other.number).await.expect("read events")[1];
     assert_eq!(started.message, "attempt 1 started by worker:b");
     assert!(first_claims.try_recv().is_err(), "nothing for the offer of ACME only");
+    assert_eq!(store.offered_slots("t.direct"), 1);
 
-    let acme = submit(&store, new_job("ACME", "t.direct")).await;
-    assert_eq!(acme.status, JobStatus::Executing);
-    assert_eq!(first_claims.try_recv().expect("the first offer's claim").job, acme);
-    assert_eq!(store.offered_slots("t.direct"), 0, "both slots were used");
-
-    let waiting = submit(&store, new_job("ACME", "t.direct")).await;
+    let acme_again = submit(&store, new_job("ACME", "t.direct")).await;
+    assert_eq!(first_claims.try_recv().expect("the first offer's last slot").job, acme_again);
+    let waiting = submit(&store, new_job("OTHER", "t.direct")).await;
     assert_eq!(waiting.status, JobStatus::NotStarted, "no slot left");
     for offer in [&first, &second] {
         store.remove_offer(offer);
