@@ -19,11 +19,13 @@ use std::collections::HashSet;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use opsq_domain::{AccountAlias, NewJob};
 use tokio::sync::{mpsc, Notify};
 
 use crate::types::Claim;
+use crate::Store;
 
 /// Free slots of one runner or one waiting worker, for the jobs of its kinds.
 #[derive(Debug)]
@@ -136,6 +138,42 @@ impl Dispatch {
         for claim in claims {
             let _ = self.deliver.send(claim);
         }
+    }
+}
+
+/// An offer listed on a store (see [`Store::list_offer`]) until it is withdrawn or
+/// dropped: a runner or a waiting claim that ends in any way, a panic or a hang-up
+/// included, takes its offer off, so no submission starts a job for an owner that
+/// is gone.
+pub struct ListedOffer {
+    store: Store,
+    dispatch: Arc<Dispatch>,
+}
+
+impl ListedOffer {
+    pub(crate) fn new(store: &Store, dispatch: Arc<Dispatch>) -> Self {
+        store.add_offer(&dispatch);
+        Self { store: store.clone(), dispatch }
+    }
+
+    fn take_off(&self) {
+        self.dispatch.withdraw();
+        self.store.remove_offer(&self.dispatch);
+    }
+
+    /// Takes the offer off the store and waits, at most `within`, until every claim
+    /// made on it was delivered ([`Dispatch::settle`]). Returns whether it settled in
+    /// time; if not, a submission still under way (a stalled database) leaves its job
+    /// leased to the owner until the lease runs out.
+    pub async fn withdraw(self, within: Duration) -> bool {
+        self.take_off();
+        tokio::time::timeout(within, self.dispatch.settle()).await.is_ok()
+    }
+}
+
+impl Drop for ListedOffer {
+    fn drop(&mut self) {
+        self.take_off();
     }
 }
 

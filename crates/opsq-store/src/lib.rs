@@ -15,7 +15,7 @@ mod sqlite;
 mod store;
 mod types;
 
-pub use dispatch::Dispatch;
+pub use dispatch::{Dispatch, ListedOffer};
 pub use error::StoreError;
 pub use store::Store;
 

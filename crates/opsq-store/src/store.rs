@@ -3,7 +3,7 @@ use std::sync::{Arc, RwLock};
 
 use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
 
-use crate::dispatch::{Dispatch, OfferUse};
+use crate::dispatch::{Dispatch, ListedOffer, OfferUse};
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::types::*;
@@ -64,8 +64,12 @@ impl Store {
     }
 
     /// Lets submissions start jobs on the slots `dispatch` offers (see [`Dispatch`]),
-    /// after the offers made before it, until [`Self::remove_offer`].
-    pub fn add_offer(&self, dispatch: &Arc<Dispatch>) {
+    /// after the offers listed before it, for as long as the returned listing lives.
+    pub fn list_offer(&self, dispatch: Arc<Dispatch>) -> ListedOffer {
+        ListedOffer::new(self, dispatch)
+    }
+
+    pub(crate) fn add_offer(&self, dispatch: &Arc<Dispatch>) {
         self.offers.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(dispatch.clone());
     }
 
@@ -76,9 +80,9 @@ impl Store {
         offers.iter().map(|offer| offer.slots_for(kind)).sum()
     }
 
-    /// Takes `dispatch` off the store: later submissions no longer see it. One that
-    /// took it up already may still use its slots until it is withdrawn.
-    pub fn remove_offer(&self, dispatch: &Arc<Dispatch>) {
+    /// Later submissions no longer see `dispatch`; one that took it up already may
+    /// still use its slots until it is withdrawn.
+    pub(crate) fn remove_offer(&self, dispatch: &Arc<Dispatch>) {
         self.offers
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

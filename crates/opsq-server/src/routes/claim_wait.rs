@@ -1,10 +1,12 @@
 //! How a long-polling claim waits: until a submission, a rescue, the next recheck or its
 //! deadline, meanwhile offering its slots to submissions (see [`Dispatch`]), so a job
 //! submitted to a waiting worker starts in its submission's commit and reaches the
-//! worker without a claim of its own.
+//! worker without a claim of its own. A worker that hangs up mid-wait drops the
+//! listing, which takes the offer off at once; claims still on their way then stay
+//! leased to it until rescued or expired, as those of a claim answered to a closed
+//! connection would.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use opsq_domain::{AccountAlias, JobKind};
@@ -32,7 +34,7 @@ pub(super) async fn wait_offering(
     let offer = (!kinds.is_empty()).then(|| {
         let (dispatch, delivered) = Dispatch::new(kinds, accounts, &request.owner, request.lease_ms);
         dispatch.offer(request.limit as usize);
-        (Listed::new(store, dispatch), delivered)
+        (store.list_offer(dispatch), delivered)
     });
     let Some((listed, mut delivered)) = offer else {
         wait_for_wakeup(wakeups, recheck, deadline).await;
@@ -43,7 +45,13 @@ pub(super) async fn wait_offering(
         Some(claim) = delivered.recv() => claims.push(claim),
         _ = wait_for_wakeup(wakeups, recheck, deadline) => {}
     }
-    listed.withdraw().await;
+    if !listed.withdraw(SETTLE_WITHIN).await {
+        tracing::warn!(
+            owner = request.owner,
+            "a submission using this claim's offer did not finish within {SETTLE_WITHIN:?}; \
+             a job it started stays leased to the worker until its lease runs out"
+        );
+    }
     while let Ok(claim) = delivered.try_recv() {
         claims.push(claim);
     }
@@ -55,47 +63,5 @@ async fn wait_for_wakeup(wakeups: &mut watch::Receiver<u64>, recheck: Duration, 
         _ = wakeups.changed() => {}
         _ = tokio::time::sleep(recheck) => {}
         _ = tokio::time::sleep_until(deadline) => {}
-    }
-}
-
-/// An offer listed on the store for as long as the claim waits. Dropped without
-/// [`Listed::withdraw`] (the worker hung up), it is taken off at once, and claims
-/// still on their way stay leased to the worker until rescued or expired, as those
-/// of a claim answered to a closed connection would.
-struct Listed {
-    store: Store,
-    dispatch: Arc<Dispatch>,
-}
-
-impl Listed {
-    fn new(store: &Store, dispatch: Arc<Dispatch>) -> Self {
-        store.add_offer(&dispatch);
-        Self { store: store.clone(), dispatch }
-    }
-
-    fn take_off(&self) {
-        self.dispatch.withdraw();
-        self.store.remove_offer(&self.dispatch);
-    }
-
-    /// Takes the offer off the store and waits until every claim made on it was
-    /// delivered, or [`SETTLE_WITHIN`] passed: a submission whose commit takes that
-    /// long (a stalled database) then leaves its job leased to this worker, to be
-    /// rescued when the lease runs out.
-    async fn withdraw(self) {
-        self.take_off();
-        if tokio::time::timeout(SETTLE_WITHIN, self.dispatch.settle()).await.is_err() {
-            tracing::warn!(
-                owner = self.dispatch.owner(),
-                "a submission using this claim's offer did not finish within {SETTLE_WITHIN:?}; \
-                 a job it started stays leased to the worker until its lease runs out"
-            );
-        }
-    }
-}
-
-impl Drop for Listed {
-    fn drop(&mut self) {
-        self.take_off();
     }
 }

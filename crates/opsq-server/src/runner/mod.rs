@@ -150,7 +150,7 @@ impl Runner {
         // submitted to an idle runner starts in its submission's commit.
         let (dispatch, mut dispatched) =
             Dispatch::new(kinds.iter().cloned(), None, &self.owner, self.config.lease.as_millis() as i64);
-        self.store.add_offer(&dispatch);
+        let listed = self.store.list_offer(dispatch.clone());
         let mut woke = Woke::Other;
         while !shutdown.is_cancelled() {
             dispatch.withdraw();
@@ -204,12 +204,10 @@ impl Runner {
                 _ = shutdown.cancelled() => {}
             }
         }
-        dispatch.withdraw();
-        self.store.remove_offer(&dispatch);
         // Claims committed just before the offer was withdrawn still run (and get the
         // grace period like the rest). A submission stuck on its database is not
         // waited for long: its claims come back like any lost attempt's.
-        let _ = tokio::time::timeout(Duration::from_secs(5), dispatch.settle()).await;
+        listed.withdraw(Duration::from_secs(5)).await;
         while let Ok(claim) = dispatched.try_recv() {
             self.start(claim, &permits, &mut tasks, &jobs_cancel);
         }

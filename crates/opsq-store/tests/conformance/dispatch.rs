@@ -12,7 +12,7 @@ use crate::support::*;
 pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
     accounts(&store, &["ACME"]).await;
     let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], None, "inproc:test", LONG_LEASE_MS);
-    store.add_offer(&offer);
+    let listed = store.list_offer(offer.clone());
     offer.offer(2);
     let batch = ["t.direct", "t.other", "t.direct", "t.direct"].map(|kind| new_job("ACME", kind));
     let outcomes = store.submit(batch.to_vec()).await.expect("submit");
@@ -69,7 +69,7 @@ pub async fn a_submission_starts_jobs_on_offered_slots(store: Store) {
     assert_eq!(offer.withdraw(), 3);
     let later = submit(&store, new_job("ACME", "t.direct")).await;
     assert_eq!(later.status, JobStatus::NotStarted);
-    store.remove_offer(&offer);
+    drop(listed);
     offer.offer(1);
     let without = submit(&store, new_job("ACME", "t.direct")).await;
     assert_eq!(without.status, JobStatus::NotStarted, "an offer no longer set on the store is not used");
@@ -83,8 +83,7 @@ pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store
         Dispatch::new(["t.direct".to_string()], acme_only, "worker:a", LONG_LEASE_MS);
     let (second, mut second_claims) =
         Dispatch::new(["t.direct".to_string()], None, "worker:b", LONG_LEASE_MS);
-    store.add_offer(&first);
-    store.add_offer(&second);
+    let listed = [store.list_offer(first.clone()), store.list_offer(second.clone())];
     first.offer(2);
     second.offer(1);
     assert_eq!(store.offered_slots("t.direct"), 3);
@@ -110,9 +109,8 @@ pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store
     assert_eq!(first_claims.try_recv().expect("the first offer's last slot").job, acme_again);
     let waiting = submit(&store, new_job("OTHER", "t.direct")).await;
     assert_eq!(waiting.status, JobStatus::NotStarted, "no slot left");
-    for offer in [&first, &second] {
-        store.remove_offer(offer);
-    }
+    drop(listed);
+    assert_eq!(store.offered_slots("t.direct"), 0, "a dropped listing is off the store");
 }
 
 /// An offer withdrawn while submissions are under way: once settled, every claim made
@@ -120,7 +118,7 @@ pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store
 pub async fn a_settled_offer_has_every_claim_made_on_it(store: Store) {
     accounts(&store, &["ACME"]).await;
     let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], None, "worker:a", LONG_LEASE_MS);
-    store.add_offer(&offer);
+    let listed = store.list_offer(offer.clone());
     offer.offer(8);
     let submissions: Vec<_> = (0..24)
         .map(|_| {
@@ -130,9 +128,7 @@ pub async fn a_settled_offer_has_every_claim_made_on_it(store: Store) {
         .collect();
     // Withdraw while some submissions are still in flight, as a claim's deadline would.
     tokio::task::yield_now().await;
-    offer.withdraw();
-    store.remove_offer(&offer);
-    tokio::time::timeout(DEADLINE, offer.settle()).await.expect("settles once the submissions are done");
+    assert!(listed.withdraw(DEADLINE).await, "settles once the submissions are done");
     let mut delivered = BTreeSet::new();
     while let Ok(claim) = claims.try_recv() {
         delivered.insert(claim.job.number);
