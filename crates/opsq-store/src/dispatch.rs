@@ -166,8 +166,9 @@ impl ListedOffer {
     /// time; if not, a submission still under way (a stalled database) leaves its job
     /// leased to the owner until the lease runs out.
     pub async fn withdraw(self, within: Duration) -> bool {
-        self.take_off();
-        tokio::time::timeout(within, self.dispatch.settle()).await.is_ok()
+        let dispatch = self.dispatch.clone();
+        drop(self);
+        tokio::time::timeout(within, dispatch.settle()).await.is_ok()
     }
 }
 

@@ -13,7 +13,7 @@ use opsq_store::{Claim, ClaimRequest, JobOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::claim_wait::wait_offering;
+use super::claim_wait::{wait_offering, ClaimOffer};
 use super::status::find_visible_job;
 use super::ApiPath;
 use crate::auth::Caller;
@@ -79,13 +79,14 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     };
     let deadline = tokio::time::Instant::now() + wait;
     let mut wakeups = state.wakeup.subscribe();
+    let mut offer = ClaimOffer::for_request(&claim_request);
     loop {
         let claims = state.store.claim(claim_request.clone()).await?;
         if !claims.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(claimed(&claims));
         }
         let started =
-            wait_offering(&state.store, &claim_request, &mut wakeups, state.config.claim_recheck, deadline)
+            wait_offering(&state.store, offer.as_mut(), &mut wakeups, state.config.claim_recheck, deadline)
                 .await;
         if !started.is_empty() {
             return Ok(claimed(&started));

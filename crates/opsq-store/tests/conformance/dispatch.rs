@@ -115,6 +115,8 @@ pub async fn offers_cover_only_their_accounts_and_are_used_in_order(store: Store
 
 /// An offer withdrawn while submissions are under way: once settled, every claim made
 /// on it has arrived, so a waiting worker that answers then leaves none behind.
+/// This races real submissions, so it catches a broken settle only when a withdrawal
+/// lands inside a commit; `dispatch.rs`'s unit tests check the wait itself.
 pub async fn a_settled_offer_has_every_claim_made_on_it(store: Store) {
     accounts(&store, &["ACME"]).await;
     let (offer, mut claims) = Dispatch::new(["t.direct".to_string()], None, "worker:a", LONG_LEASE_MS);
