@@ -49,18 +49,21 @@ where
 
 /// Queues a request, made with its reply channel, and waits for the answer. Should
 /// the batcher be gone (it went with the runtime that started it, when a store is
-/// used from several runtimes), the request runs alone here through `run_alone`.
+/// used from several runtimes), the request runs alone through `run_alone`, in a task
+/// of its own: like a batch, it then runs to its end even if this caller is dropped
+/// half-way (a submission's commit is always followed by handing its dispatched
+/// claims over, never cut between the two).
 pub(crate) async fn ask<R, T, Fut>(
     queue: &mpsc::UnboundedSender<R>,
     request: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> R,
     run_alone: impl FnOnce(Vec<R>) -> Fut,
 ) -> Result<T, StoreError>
 where
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     if let Err(unsent) = queue.send(request(reply)) {
-        run_alone(vec![unsent.0]).await;
+        tokio::spawn(run_alone(vec![unsent.0]));
     }
     answer.await.map_err(|_| StoreError::Closed)?
 }
@@ -71,5 +74,58 @@ pub(crate) fn shared_error(err: &StoreError) -> StoreError {
         StoreError::Closed => StoreError::Closed,
         StoreError::Unavailable(text) => StoreError::Unavailable(text.clone()),
         other => StoreError::Database(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A request whose batcher is gone runs in a task of its own: the caller giving
+    /// up half-way (a client that hung up) does not cut it short.
+    #[tokio::test]
+    async fn a_request_run_alone_finishes_when_its_caller_is_dropped() {
+        let (queue, gone) = mpsc::unbounded_channel::<oneshot::Sender<Result<u32, StoreError>>>();
+        drop(gone);
+        let (ran, finished) = oneshot::channel::<()>();
+        let asking = ask(
+            &queue,
+            |reply| reply,
+            move |batch| async move {
+                tokio::task::yield_now().await;
+                for reply in batch {
+                    let _ = reply.send(Ok(7));
+                }
+                let _ = ran.send(());
+            },
+        );
+        assert!(
+            asking.now_or_never().is_none(),
+            "the request must still be running when its caller is dropped"
+        );
+        tokio::time::timeout(Duration::from_secs(10), finished)
+            .await
+            .expect("the request ran to its end within 10 s")
+            .expect("the request ran to its end, not dropped with its caller");
+    }
+
+    #[tokio::test]
+    async fn a_request_run_alone_answers_its_caller() {
+        let (queue, gone) = mpsc::unbounded_channel::<oneshot::Sender<Result<u32, StoreError>>>();
+        drop(gone);
+        let answer = ask(
+            &queue,
+            |reply| reply,
+            |batch| async move {
+                for reply in batch {
+                    let _ = reply.send(Ok(7));
+                }
+            },
+        );
+        assert_eq!(answer.await.expect("answered"), 7);
     }
 }
