@@ -135,6 +135,7 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
         decoy_hash: Arc::new(decoy),
         kinds: Arc::default(),
         accounts: Arc::default(),
+        subtrees: Arc::default(),
     })
 }
 

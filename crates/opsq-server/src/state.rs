@@ -36,6 +36,10 @@ pub struct AppState {
     pub kinds: Arc<Recent<String, Option<KindSettings>>>,
     /// Accounts as submissions look them up.
     pub accounts: Arc<Recent<AccountAlias, Option<Account>>>,
+    /// Account subtrees as worker claims look them up. Accounts are only ever
+    /// added, never moved or removed, so a copy up to a second old can miss a new
+    /// sub-account but never includes one the caller may not see.
+    pub subtrees: Arc<Recent<AccountAlias, Vec<AccountAlias>>>,
 }
 
 impl AppState {
@@ -71,6 +75,12 @@ impl AppState {
     /// An account, at most [`crate::recent::RECENT_TTL`] old.
     pub async fn account(&self, alias: &AccountAlias) -> ApiResult<Option<Account>> {
         Ok(self.accounts.get_or_load(alias, || self.store.account(alias)).await?)
+    }
+
+    /// `root` and every account below it, at most [`crate::recent::RECENT_TTL`] old:
+    /// one read per second per account instead of one per worker claim.
+    pub async fn subtree(&self, root: &AccountAlias) -> ApiResult<Vec<AccountAlias>> {
+        Ok(self.subtrees.get_or_load(root, || self.store.subtree(root)).await?)
     }
 
     /// Resolves the `{alias}` of a URL for this caller: 403 unless it is the caller's

@@ -69,7 +69,7 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     } else {
         format!("worker:{}/{worker_id}", caller.username)
     };
-    let accounts = state.store.subtree(&caller.account).await?;
+    let accounts = state.subtree(&caller.account).await?;
     let claim_request = ClaimRequest {
         kinds: request.kinds,
         limit,
