@@ -88,21 +88,18 @@ pub(crate) struct FinishRequest {
 
 /// Starts the batcher; it ends when every sender is gone.
 pub(crate) fn spawn_finisher(pool: Pool) -> mpsc::UnboundedSender<FinishRequest> {
-    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
-        let pool = pool.clone();
-        async move { record(&pool, batch).await }
-    })
+    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| record(pool.clone(), batch))
 }
 
 /// Records a batch and answers each of its callers.
-pub(crate) async fn record(pool: &Pool, batch: Vec<FinishRequest>) {
+pub(crate) async fn record(pool: Pool, batch: Vec<FinishRequest>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut requests = Vec::with_capacity(batch.len());
     for FinishRequest { number, lease_token, outcome, reply } in batch {
         replies.push(reply);
         requests.push((number, lease_token, outcome));
     }
-    match finish_many(pool, requests).await {
+    match finish_many(&pool, requests).await {
         Ok(results) => {
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);

@@ -410,11 +410,7 @@ impl PostgresStore {
         } else {
             let submitter = self.submitter.get_or_init(|| spawn_submitter(self.pool.clone()));
             let request = |reply| SubmitRequest { jobs, dispatch, reply };
-            ask(submitter, request, |batch| {
-                let pool = self.pool.clone();
-                async move { submit_batch(&pool, batch).await }
-            })
-            .await?
+            ask(submitter, request, |batch| submit_batch(self.pool.clone(), batch)).await?
         };
         let created = outcomes.iter().filter(|o| matches!(o, SubmitOutcome::Created(_))).count();
         self.note_inserted(created);
@@ -436,15 +432,8 @@ impl PostgresStore {
     /// reads with one statement.
     pub(crate) async fn job_status(&self, number: i64) -> Result<Option<JobStatusRow>, StoreError> {
         let reader = self.status_reader.get_or_init(|| spawn_status_reader(self.pool.clone()));
-        ask(
-            reader,
-            |reply| StatusRequest { number, reply },
-            |batch| {
-                let pool = self.pool.clone();
-                async move { read_statuses(&pool, batch).await }
-            },
-        )
-        .await
+        ask(reader, |reply| StatusRequest { number, reply }, |batch| read_statuses(self.pool.clone(), batch))
+            .await
     }
 
     pub(crate) async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
@@ -567,11 +556,7 @@ impl PostgresStore {
     ) -> Result<Job, StoreError> {
         let finisher = self.finisher.get_or_init(|| spawn_finisher(self.pool.clone()));
         let request = |reply| FinishRequest { number, lease_token, outcome, reply };
-        ask(finisher, request, |batch| {
-            let pool = self.pool.clone();
-            async move { record_finishes(&pool, batch).await }
-        })
-        .await
+        ask(finisher, request, |batch| record_finishes(self.pool.clone(), batch)).await
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

@@ -30,16 +30,13 @@ pub(crate) struct StatusRequest {
 }
 
 pub(crate) fn spawn_status_reader(pool: Pool) -> mpsc::UnboundedSender<StatusRequest> {
-    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
-        let pool = pool.clone();
-        async move { read(&pool, batch).await }
-    })
+    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| read(pool.clone(), batch))
 }
 
 /// Answers a batch of reads, each with its own job's row (or none).
-pub(crate) async fn read(pool: &Pool, batch: Vec<StatusRequest>) {
+pub(crate) async fn read(pool: Pool, batch: Vec<StatusRequest>) {
     let numbers: Vec<i64> = batch.iter().map(|request| request.number).collect();
-    match read_rows(pool, &numbers).await {
+    match read_rows(&pool, &numbers).await {
         Ok(found) => {
             for StatusRequest { number, reply } in batch {
                 let _ = reply.send(Ok(found.get(&number).cloned()));

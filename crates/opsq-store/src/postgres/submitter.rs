@@ -37,15 +37,12 @@ pub(crate) struct SubmitRequest {
 }
 
 pub(crate) fn spawn_submitter(pool: Pool) -> mpsc::UnboundedSender<SubmitRequest> {
-    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| {
-        let pool = pool.clone();
-        async move { submit_batch(&pool, batch).await }
-    })
+    spawn_batcher(MAX_BATCH, BATCHES_IN_FLIGHT, move |batch| submit_batch(pool.clone(), batch))
 }
 
 /// Accepts a batch of submissions in one transaction and answers each caller with
 /// the outcomes of its own jobs.
-pub(crate) async fn submit_batch(pool: &Pool, batch: Vec<SubmitRequest>) {
+pub(crate) async fn submit_batch(pool: Pool, batch: Vec<SubmitRequest>) {
     let dispatch = batch.iter().find_map(|request| request.dispatch.clone());
     let mut counts = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -55,7 +52,7 @@ pub(crate) async fn submit_batch(pool: &Pool, batch: Vec<SubmitRequest>) {
         replies.push(reply);
         jobs.extend(mine);
     }
-    match submit_in(pool, jobs, dispatch).await {
+    match submit_in(&pool, jobs, dispatch).await {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for (reply, count) in replies.into_iter().zip(counts) {
