@@ -31,11 +31,15 @@ pub async fn run(
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renewing = true;
+    // The store's calls are boxed where they are awaited. Inline, their futures (the
+    // SQLite and the PostgreSQL variant side by side) made this task's future 3,960
+    // bytes, copied as each attempt was spawned: `memmove` was a third of the runtime
+    // threads' samples in a drain of no-op jobs. Boxed, the task is 1,824 bytes.
     let ran = loop {
         tokio::select! {
             ran = &mut work => break ran,
             _ = renew.tick(), if renewing => {
-                match store.heartbeat(number, &token, None, default_lease.as_millis() as i64).await {
+                match Box::pin(store.heartbeat(number, &token, None, default_lease.as_millis() as i64)).await {
                     Ok(ack) if ack.cancel_requested => cancel.cancel(),
                     Ok(_) => {}
                     Err(StoreError::LeaseLost(_)) | Err(StoreError::NotFound(_)) => {
@@ -59,7 +63,7 @@ pub async fn run(
         }
         Err(_panic) => JobOutcome::Retryable { error: "the handler panicked".into(), run_after: None },
     };
-    match store.finish_status(number, &token, outcome).await {
+    match Box::pin(store.finish_status(number, &token, outcome)).await {
         Ok(status) => tracing::info!(job = number, attempt, %status, "attempt ended"),
         Err(StoreError::LeaseLost(_)) => {
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome was refused")
