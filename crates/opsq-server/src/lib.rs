@@ -32,7 +32,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, BAD_CREDENTIALS};
 pub use housekeeping::HousekeepingConfig;
 pub use runner::{Registry, RunnerConfig};
-pub use state::{AppState, ServerConfig, MAX_BODY_BYTES};
+pub use state::{AppState, ServerConfig, SharedState, MAX_BODY_BYTES};
 
 use auth::{hash_password, LoginThrottle, TokenKeys};
 
@@ -125,7 +125,7 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
         hash_password(&Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24))
     })
     .await??;
-    Ok(AppState {
+    Ok(AppState::new(SharedState {
         store,
         tokens: Arc::new(TokenKeys::from_secret(&secret)),
         throttle: Arc::new(LoginThrottle::default()),
@@ -136,7 +136,7 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
         kinds: Arc::default(),
         accounts: Arc::default(),
         subtrees: Arc::default(),
-    })
+    }))
 }
 
 /// The whole HTTP application for a state.
