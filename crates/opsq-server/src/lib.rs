@@ -35,6 +35,7 @@ pub use runner::{Registry, RunnerConfig};
 pub use state::{AppState, ServerConfig, SharedState, MAX_BODY_BYTES};
 
 use auth::{hash_password, LoginThrottle, TokenKeys};
+use recent::Recent;
 
 /// What `opsq serve` decides beyond the store and the listener.
 #[derive(Clone)]
@@ -127,15 +128,15 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
     .await??;
     Ok(AppState::new(SharedState {
         store,
-        tokens: Arc::new(TokenKeys::from_secret(&secret)),
-        throttle: Arc::new(LoginThrottle::default()),
+        tokens: TokenKeys::from_secret(&secret),
+        throttle: LoginThrottle::default(),
         wakeup: wakeup::Wakeup::default(),
         running: wakeup::RunningJobs::default(),
         config,
-        decoy_hash: Arc::new(decoy),
-        kinds: Arc::default(),
-        accounts: Arc::default(),
-        subtrees: Arc::default(),
+        decoy_hash: decoy,
+        kinds: Recent::default(),
+        accounts: Recent::default(),
+        subtrees: Recent::default(),
     }))
 }
 

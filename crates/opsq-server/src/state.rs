@@ -18,17 +18,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// The state every handler shares, behind one `Arc`. axum clones the state for each
-/// request, more than once; with its ten shared handles as fields, each clone and
-/// drop was ten atomic operations on cache lines both cores write (cloning and
-/// dropping it was about 6% of the server's samples in a status-read benchmark).
+/// request, more than once; with ten shared handles as fields, each clone and drop
+/// was ten atomic operations on cache lines both cores write (about 6% of the
+/// server's samples in a status-read benchmark).
 #[derive(Clone)]
 pub struct AppState(Arc<SharedState>);
-
-impl AppState {
-    pub fn new(shared: SharedState) -> Self {
-        Self(Arc::new(shared))
-    }
-}
 
 impl std::ops::Deref for AppState {
     type Target = SharedState;
@@ -41,8 +35,8 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] shares.
 pub struct SharedState {
     pub store: Store,
-    pub tokens: Arc<TokenKeys>,
-    pub throttle: Arc<LoginThrottle>,
+    pub tokens: TokenKeys,
+    pub throttle: LoginThrottle,
     /// Bumped after every accepted submission so the runner and long-polling
     /// workers claim at once.
     pub wakeup: Wakeup,
@@ -52,18 +46,23 @@ pub struct SharedState {
     pub config: ServerConfig,
     /// An argon2id hash of nothing anyone knows, checked when a username does not
     /// exist so that failed logins take the same time either way.
-    pub decoy_hash: Arc<String>,
+    pub decoy_hash: String,
     /// Kinds' stored defaults, read on every submission.
-    pub kinds: Arc<Recent<String, Option<KindSettings>>>,
+    pub kinds: Recent<String, Option<KindSettings>>,
     /// Accounts as submissions look them up.
-    pub accounts: Arc<Recent<AccountAlias, Option<Account>>>,
+    pub accounts: Recent<AccountAlias, Option<Account>>,
     /// Account subtrees as worker claims look them up. Accounts are only ever
     /// added, never moved or removed, so a copy up to a second old can miss a new
     /// sub-account but never includes one the caller may not see.
-    pub subtrees: Arc<Recent<AccountAlias, Vec<AccountAlias>>>,
+    pub subtrees: Recent<AccountAlias, Vec<AccountAlias>>,
 }
 
 impl AppState {
+    /// Built once per server by [`crate::app_state`].
+    pub(crate) fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+
     /// A kind's attempt limit and repeat-safety, from `opsq admin kind set`, with the
     /// job's own values (when given) taking precedence.
     pub async fn kind_defaults(
