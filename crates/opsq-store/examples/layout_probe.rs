@@ -2,8 +2,8 @@
 //! server around it. Planning evidence for the W1 drain (bench/RESULTS.md, "Layout
 //! probe"), not part of the product.
 //!
-//! It loads `N` waiting jobs into a scratch database (WAL, `synchronous=FULL`, as the
-//! store), then drains them as the in-process runner does, on one thread: each
+//! It opens a scratch store (the store's own schema, WAL, `synchronous=FULL`), changes
+//! its schema to the layout, loads `N` waiting jobs, then drains them as the in-process runner does, on one thread: each
 //! transaction claims `BATCH` jobs and records the successes of the previous claim,
 //! each in a savepoint, then commits. It prints the thread's CPU time and wall time
 //! per job.
@@ -19,39 +19,21 @@
 //!   running jobs (a claim rewrites a few columns, not the payload; the job row is
 //!   rewritten once, at the end);
 //! - `narrow-one-index`: `narrow` without the leased and finished indexes.
+//!
+//! The claim and the recording of successes are the store's statements
+//! (`sqlite/jobs.rs`, `sqlite/finisher.rs`, `sqlite/history.rs`) for one exact kind,
+//! copied here because the narrow layouts need variants of them.
 
 use std::time::Instant;
 
 use rusqlite::{params, Connection};
 
-const JOBS: &str = r#"
-CREATE TABLE kinds (kind TEXT PRIMARY KEY, lease_ms INTEGER);
-CREATE TABLE jobs (
-    number INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, location TEXT NOT NULL,
-    kind TEXT NOT NULL, title TEXT NOT NULL, payload TEXT NOT NULL, status TEXT NOT NULL,
-    percent INTEGER NOT NULL DEFAULT 0, step_number INTEGER NOT NULL DEFAULT 0,
-    step_desc TEXT NOT NULL DEFAULT '', status_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    started_at INTEGER, finished_at INTEGER, run_after INTEGER NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
-    safe_to_repeat INTEGER NOT NULL, lease_owner TEXT, lease_token TEXT, lease_until INTEGER,
-    result TEXT, error TEXT, idempotency_key TEXT, request_hash TEXT, submitter TEXT NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0, cancel_reason TEXT);
-CREATE INDEX jobs_by_account ON jobs(account, number);
-CREATE TABLE job_events (id INTEGER PRIMARY KEY, job INTEGER NOT NULL, at INTEGER NOT NULL,
-    status TEXT NOT NULL, attempt INTEGER NOT NULL, message TEXT NOT NULL);
-CREATE INDEX job_events_by_job ON job_events(job, id);
-"#;
-
-const WIDE_WAITING: &str =
-    "CREATE INDEX jobs_waiting ON jobs(kind, run_after) WHERE status IN ('notStarted', 'resumed');";
-const WIDE_LEASED: &str = "CREATE INDEX jobs_leased ON jobs(lease_until) WHERE status = 'executing';";
-const FINISHED: &str =
-    "CREATE INDEX jobs_finished ON jobs(finished_at) WHERE status IN ('succeeded', 'failed');";
+/// What the narrow layouts add to the store's schema: waiting and running jobs in a
+/// table of their own, with the waiting index the claim walks.
 const NARROW: &str = "CREATE TABLE queue (number INTEGER PRIMARY KEY, kind TEXT NOT NULL,
     run_after INTEGER NOT NULL, status INTEGER NOT NULL, lease_token TEXT, lease_until INTEGER,
     attempt INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX queue_waiting ON queue(kind, run_after) WHERE status = 0;";
-const NARROW_LEASED: &str = "CREATE INDEX queue_leased ON queue(lease_until) WHERE status = 1;";
 
 const OWNER: &str = "inproc:0123456789abcdef";
 
@@ -79,14 +61,20 @@ impl Layout {
     fn narrow(self) -> bool {
         matches!(self, Self::Narrow | Self::NarrowOneIndex)
     }
-    fn schema(self) -> String {
-        let mut sql = JOBS.to_string();
+    /// How the layout changes the store's own schema (applied by `Store::open_sqlite`,
+    /// so `current` is exactly what the store runs on).
+    fn changes(self) -> String {
         match self {
-            Self::Current | Self::NoHistory => sql += &format!("{WIDE_WAITING}{WIDE_LEASED}{FINISHED}"),
-            Self::Narrow => sql += &format!("{NARROW}{NARROW_LEASED}{FINISHED}"),
-            Self::NarrowOneIndex => sql += NARROW,
+            Self::Current | Self::NoHistory => String::new(),
+            Self::Narrow => format!(
+                "{NARROW}
+                 CREATE INDEX queue_leased ON queue(lease_until) WHERE status = 1;
+                 DROP INDEX jobs_waiting; DROP INDEX jobs_leased;"
+            ),
+            Self::NarrowOneIndex => {
+                format!("{NARROW} DROP INDEX jobs_waiting; DROP INDEX jobs_leased; DROP INDEX jobs_finished;")
+            }
         }
-        sql
     }
 }
 
@@ -209,6 +197,7 @@ fn finish(c: &Connection, layout: Layout, now: i64, claimed: &[(i64, String)]) -
                AND jobs.status = 'executing' AND jobs.lease_until >= ?1
              RETURNING number",
         )?;
+        // Collected into a binding so the rows are read before the statement is dropped.
         let numbers =
             done.query_map(params![now, input], |r| r.get(0))?.collect::<rusqlite::Result<Vec<i64>>>()?;
         numbers
@@ -239,9 +228,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: i64 = args.get(2).map_or(Ok(60_000), |v| v.parse())?;
     let batch: i64 = args.get(3).map_or(Ok(64), |v| v.parse())?;
     let dir = tempfile::Builder::new().prefix("opsq-layout-probe").tempdir_in(".")?;
-    let c = Connection::open(dir.path().join("probe.db"))?;
+    // The store creates the database with its own migrations and its WAL set up,
+    // then steps aside: the probe writes through a connection of its own, set up as
+    // the store's writer is.
+    drop(opsq_store::Store::open_sqlite(dir.path())?);
+    let c = Connection::open(dir.path().join("opsq.db"))?;
     c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;")?;
-    c.execute_batch(&layout.schema())?;
+    c.execute_batch(&layout.changes())?;
     load(&c, layout, n)?;
 
     let (cpu, wall) = (thread_cpu(), Instant::now());
