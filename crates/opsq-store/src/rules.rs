@@ -23,6 +23,10 @@ pub(crate) struct Finished {
     pub message: String,
 }
 
+/// The history entry of an attempt's success. The embedded store derives that entry
+/// from the job row rather than storing it, so it must not vary by job.
+pub(crate) const SUCCEEDED_MESSAGE: &str = "succeeded";
+
 /// A failure after a cancel request is the cancellation taking effect; a success
 /// stands (the job finished first). A retryable failure runs again while attempts
 /// remain.
@@ -57,7 +61,7 @@ pub(crate) fn finish(
             error: None,
             run_after: now,
             description: "Request completed".into(),
-            message: "succeeded".into(),
+            message: SUCCEEDED_MESSAGE.into(),
         },
         JobOutcome::Fatal(error) => failed(error),
         JobOutcome::Retryable { error, run_after } if attempt < max_attempts => Finished {

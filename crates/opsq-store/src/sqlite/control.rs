@@ -21,6 +21,7 @@ impl SqliteStore {
         self.write(move |c| {
             let now = now_ms();
             let job = load(c, number)?;
+            history::write_out(c, number)?;
             match job.status {
                 JobStatus::NotStarted | JobStatus::Resumed => {
                     let error = format!("cancelled: {reason}");
@@ -66,6 +67,7 @@ impl SqliteStore {
                 )));
             }
             let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
+            history::write_out(c, number)?;
             let finished_at = status.is_terminal().then_some(now);
             let percent = if status == JobStatus::Succeeded { 100 } else { job.progress.percent as i64 };
             c.execute(

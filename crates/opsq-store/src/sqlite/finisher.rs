@@ -2,9 +2,10 @@
 //!
 //! The writer thread is the embedded store's one bottleneck, and a success recorded
 //! on its own costs it a savepoint (whose statement journal copies every page the
-//! write touches), a fenced UPDATE and an INSERT for the history entry. Successes
-//! need nothing read first, so the ones that queue while the writer is busy wait in
-//! [`SuccessQueue`] and go out as one savepoint, one UPDATE and one INSERT. Each
+//! write touches) and a fenced UPDATE. Successes need nothing read first, so the ones
+//! that queue while the writer is busy wait in [`SuccessQueue`] and go out as one
+//! savepoint and one UPDATE; their history entries are derived from the job rows
+//! (see [`history`]). Each
 //! caller still gets its own answer: a lost lease is that job's error, not the
 //! batch's, and should the batch's statement fail as a whole, every success is tried
 //! again on its own.
@@ -12,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use opsq_domain::{Job, JobStatus};
+use opsq_domain::Job;
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
@@ -25,7 +26,7 @@ use crate::{now_ms, rules, StoreError};
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
 /// `[number, lease token, result]`, `?3` = the description), each fenced by its lease
 /// token. Rows whose lease the caller no longer holds are left alone and come back
-/// missing.
+/// missing. The lease's owner stays on the row: the derived start entry names it.
 static FINISH_MANY: LazyLock<String> = LazyLock::new(|| finish_many(JOB_COLUMNS));
 
 /// [`FINISH_MANY`] returning only the numbers recorded, for batches whose callers all
@@ -36,12 +37,13 @@ fn finish_many(returning: &str) -> String {
     format!(
         "UPDATE jobs SET status = 'succeeded', result = input.result, error = NULL, run_after = ?1,
                 step_desc = ?3, status_at = ?1, finished_at = ?1, percent = 100,
-                lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                lease_token = NULL, lease_until = NULL, derived_events = derived_events | {}
          FROM (SELECT value ->> 0 AS number, value ->> 1 AS token, value ->> 2 AS result
                FROM json_each(?2)) AS input
          WHERE jobs.number = input.number AND jobs.lease_token = input.token
            AND jobs.status = 'executing' AND jobs.lease_until >= ?1
-         RETURNING {returning}"
+         RETURNING {returning}",
+        history::SUCCEEDED
     )
 }
 
@@ -176,7 +178,7 @@ fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Opti
         .collect()
 }
 
-/// The batch's single statement and its history entries.
+/// The batch's single statement.
 fn in_one_statement(
     c: &Connection,
     batch: &[PendingSuccess],
@@ -184,9 +186,9 @@ fn in_one_statement(
     now: i64,
 ) -> Result<HashMap<i64, Option<RawJob>>, StoreError> {
     let Some(first) = batch.first() else { return Ok(HashMap::new()) };
-    // Every success has the same description and history message (`rules::finish`),
-    // so they are parameters, not fields of each element.
-    let (description, message) = (first.finished.description.as_str(), first.finished.message.as_str());
+    // Every success has the same description (`rules::finish`), so it is a
+    // parameter, not a field of each element.
+    let description = first.finished.description.as_str();
     let rows: Vec<(i64, &str, Option<&str>)> = batch
         .iter()
         .zip(firsts)
@@ -204,8 +206,6 @@ fn in_one_statement(
         let rows = stmt.query_map(params![now, input, description], |r| r.get::<_, i64>(0))?;
         rows.map(|row| row.map(|number| (number, None))).collect::<rusqlite::Result<HashMap<_, _>>>()?
     };
-    let numbers: Vec<i64> = recorded.keys().copied().collect();
-    history::record_each(c, &numbers, now, JobStatus::Succeeded, message)?;
     Ok(recorded)
 }
 

@@ -1,16 +1,90 @@
-//! Writing a job's history: one entry per transition, in `job_events`.
+//! A job's history: one entry per transition, in `job_events`, except the three every
+//! job makes on the hot path.
 //!
-//! Entries for many jobs at once read each job's attempt back from its row and take
-//! the numbers as a flat JSON array: picking fields out of an array per element
-//! (`value ->> 1`) parsed each element's JSON again, and one INSERT per entry was about
-//! 14% of the writer thread's samples in a drain (bench/RESULTS.md, steps 16 and 19).
+//! A job's acceptance, the start of its current attempt and that attempt's success
+//! say nothing the job row does not already hold (`created_at`; `attempt`,
+//! `attempt_started_at` and `lease_owner`; `finished_at`). Writing them as rows cost
+//! the writer thread, the embedded store's one bottleneck, about a quarter of its CPU
+//! per job in a drain (bench/RESULTS.md, layout probe `no-history`). So those three
+//! are left in the row, and `jobs.derived_events` marks which of them are not in the
+//! table yet ([`ACCEPTED`], [`STARTED`], [`SUCCEEDED`]).
+//!
+//! Every other transition first writes the job's derived entries out ([`write_out`])
+//! and then records its own. The entries still derived are therefore always the
+//! job's latest, in the order accepted, started, succeeded, and a reader appends them
+//! after the table's ([`read`]). A later attempt's start never overwrites an earlier
+//! one still derived: an attempt ends other than in success only through a
+//! transition that writes the entries out (an outcome, a rescue), before the next
+//! claim.
 
-use opsq_domain::JobStatus;
+use opsq_domain::{JobEvent, JobStatus};
 use rusqlite::{params, Connection};
 
+use super::rows::status_at;
+use crate::rules::SUCCEEDED_MESSAGE;
 use crate::StoreError;
 
-/// Records one entry.
+/// The job's acceptance is still only in its row.
+pub(super) const ACCEPTED: i64 = 1;
+/// The start of the job's current attempt is still only in its row.
+pub(super) const STARTED: i64 = 2;
+/// The current attempt's success is still only in its row.
+pub(super) const SUCCEEDED: i64 = 4;
+
+/// The entries still derived for the jobs `filter` selects, as rows of the table
+/// (`job, at, status, attempt, message`) plus `seq`, their order within a job.
+fn derived_entries(filter: &str) -> String {
+    format!(
+        "SELECT number AS job, 1 AS seq, created_at AS at, 'notStarted' AS status, 0 AS attempt,
+                'accepted' AS message
+         FROM jobs WHERE {filter} AND derived_events & {ACCEPTED}
+         UNION ALL
+         SELECT number, 2, attempt_started_at, 'executing', attempt,
+                'attempt ' || attempt || ' started by ' || lease_owner
+         FROM jobs WHERE {filter} AND derived_events & {STARTED}
+         UNION ALL
+         SELECT number, 3, finished_at, 'succeeded', attempt, '{SUCCEEDED_MESSAGE}'
+         FROM jobs WHERE {filter} AND derived_events & {SUCCEEDED}"
+    )
+}
+
+/// Writes job `number`'s derived entries into the table, in order, and marks them
+/// written; called before any transition that records an entry of its own or
+/// rewrites what the derived ones are read from (the attempt's owner).
+pub(super) fn write_out(c: &Connection, number: i64) -> Result<(), StoreError> {
+    c.prepare_cached(&format!(
+        "INSERT INTO job_events (job, at, status, attempt, message)
+         SELECT job, at, status, attempt, message FROM ({}) ORDER BY seq",
+        derived_entries("number = ?1")
+    ))?
+    .execute([number])?;
+    c.prepare_cached("UPDATE jobs SET derived_events = 0 WHERE number = ?1 AND derived_events <> 0")?
+        .execute([number])?;
+    Ok(())
+}
+
+/// A job's whole history, oldest first: the table's entries, then the derived ones.
+pub(super) fn read(c: &Connection, number: i64) -> rusqlite::Result<Vec<JobEvent>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT at, status, attempt, message FROM (
+             SELECT 0 AS part, id AS seq, at, status, attempt, message FROM job_events WHERE job = ?1
+             UNION ALL
+             SELECT 1, seq, at, status, attempt, message FROM ({}))
+         ORDER BY part, seq",
+        derived_entries("number = ?1")
+    ))?;
+    let events = stmt.query_map([number], |r| {
+        Ok(JobEvent {
+            at: r.get(0)?,
+            status: status_at(r, 1)?,
+            attempt: r.get::<_, i64>(2)?.max(0) as u32,
+            message: r.get(3)?,
+        })
+    })?;
+    events.collect()
+}
+
+/// Records one entry, after the job's derived ones (see [`write_out`]).
 pub(super) fn record(
     c: &Connection,
     job: i64,
@@ -26,23 +100,11 @@ pub(super) fn record(
     Ok(())
 }
 
-/// Records a job's acceptance and the start of its first attempt by `owner`, for a
-/// job started in its submission's transaction; the entries a claim would add.
-pub(super) fn record_accepted_and_started(
-    c: &Connection,
-    job: i64,
-    at: i64,
-    owner: &str,
-) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO job_events (job, at, status, attempt, message)
-         VALUES (?1, ?2, 'notStarted', 0, 'accepted'), (?1, ?2, 'executing', 1, 'attempt 1 started by ' || ?3)",
-    )?
-    .execute(params![job, at, owner])?;
-    Ok(())
-}
-
-/// Records the same entry for each of `numbers`, at each job's current attempt.
+/// Records the same entry for each of `numbers`, at each job's current attempt; for
+/// jobs with no derived entries (see [`write_out`]).
+///
+/// The numbers go in as a flat JSON array: picking fields out of an array per element
+/// (`value ->> 1`) parsed each element's JSON again (bench/RESULTS.md, step 19).
 pub(super) fn record_each(
     c: &Connection,
     numbers: &[i64],
@@ -58,20 +120,6 @@ pub(super) fn record_each(
          SELECT number, ?1, ?2, attempt, ?3 FROM jobs WHERE number IN (SELECT value FROM json_each(?4))",
     )?
     .execute(params![at, status.as_str(), message, flat_list(numbers)?])?;
-    Ok(())
-}
-
-/// Records the start of each attempt just started by `owner`, in one statement.
-pub(super) fn record_starts(c: &Connection, numbers: &[i64], owner: &str, at: i64) -> Result<(), StoreError> {
-    if numbers.is_empty() {
-        return Ok(());
-    }
-    c.prepare_cached(
-        "INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, ?1, 'executing', attempt, 'attempt ' || attempt || ' started by ' || ?2
-         FROM jobs WHERE number IN (SELECT value FROM json_each(?3))",
-    )?
-    .execute(params![at, owner, flat_list(numbers)?])?;
     Ok(())
 }
 

@@ -42,6 +42,8 @@ impl SqliteStore {
                 let rows = stmt.query_map(params![unknown_since_before, reason, now], |r| r.get(0))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
+            // An `unknown` job has no derived history entries: the outcome or rescue
+            // that made it unknown wrote them out.
             history::record_each(
                 c,
                 &failed,

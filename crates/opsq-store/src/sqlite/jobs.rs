@@ -20,7 +20,8 @@ use crate::{now_ms, rules, StoreError};
 /// in its first attempt, leased to the offer's owner: the same row and history a
 /// claim would leave, without a second statement rewriting the row just written (see
 /// [`Dispatch`](crate::Dispatch)). A job whose idempotency key was seen before is
-/// never started here.
+/// never started here. Either way its history entries so far are derived from the
+/// row (see [`history`]), so nothing else is written.
 fn submit_one(
     conn: &Connection,
     job: NewJob,
@@ -63,9 +64,12 @@ fn submit_one(
     ];
     let Some(offer) = offer else {
         let created = conn
-            .prepare_cached(&format!("{INSERT_JOB}) VALUES ({NEW_JOB_VALUES}, 'notStarted', 'Waiting for a worker') RETURNING {JOB_COLUMNS}"))?
+            .prepare_cached(&format!(
+                "{INSERT_JOB}) VALUES ({NEW_JOB_VALUES}, 'notStarted', 'Waiting for a worker', {})
+                 RETURNING {JOB_COLUMNS}",
+                history::ACCEPTED
+            ))?
             .query_row(columns, rows::job)?;
-        history::record(conn, created.number, now, JobStatus::NotStarted, 0, "accepted")?;
         return Ok((SubmitOutcome::Created(created), None));
     };
     let mut values: Vec<&dyn rusqlite::ToSql> = columns.to_vec();
@@ -73,31 +77,40 @@ fn submit_one(
     values.extend([&owner as &dyn rusqlite::ToSql, &lease_ms]);
     let claim = conn
         .prepare_cached(&format!(
-            "{INSERT_JOB}, attempt, lease_owner, lease_token, lease_until, started_at)
-             VALUES ({NEW_JOB_VALUES}, 'executing', 'Started', 1, ?12, lower(hex(randomblob(16))),
-                     ?6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = ?3), ?13), ?6)
-             RETURNING {JOB_COLUMNS}, lease_token, lease_until"
+            "{INSERT_JOB}, attempt, lease_owner, lease_token, lease_until, started_at, attempt_started_at)
+             VALUES ({NEW_JOB_VALUES}, 'executing', 'Started', {}, 1, ?12, lower(hex(randomblob(16))),
+                     ?6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = ?3), ?13), ?6, ?6)
+             RETURNING {JOB_COLUMNS}, lease_token, lease_until",
+            history::ACCEPTED | history::STARTED
         ))?
         .query_row(values.as_slice(), RawClaim::read)?
         .decode()?;
-    history::record_accepted_and_started(conn, claim.job.number, now, owner)?;
     Ok((SubmitOutcome::Created(claim.job.clone()), Some(claim)))
 }
 
-/// The columns every new job sets, up to its status and step description, left open:
-/// a started job adds its attempt's columns (see [`submit_one`]).
+/// The columns every new job sets, up to its status, step description and derived
+/// history entries, left open: a started job adds its attempt's columns (see
+/// [`submit_one`]).
 const INSERT_JOB: &str = "INSERT INTO jobs (account, location, kind, title, payload, status_at, created_at,
-     run_after, max_attempts, safe_to_repeat, idempotency_key, request_hash, submitter, status, step_desc";
+     run_after, max_attempts, safe_to_repeat, idempotency_key, request_hash, submitter, status, step_desc,
+     derived_events";
 
 /// The values of [`INSERT_JOB`]'s common columns, from the parameters `?1` to `?11`.
 const NEW_JOB_VALUES: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6, ?7, ?8, ?9, ?10, ?11";
 
 /// Starts an attempt (`?1` = owner, `?2` = now, `?3` = the lease of kinds without
-/// their own), for claims.
-const START_ATTEMPT: &str = "status = 'executing', attempt = attempt + 1, lease_owner = ?1,
-     lease_token = lower(hex(randomblob(16))),
-     lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
-     started_at = COALESCE(started_at, ?2), status_at = ?2, step_desc = 'Started'";
+/// their own), for claims. The start's history entry is derived from the row (see
+/// [`history`]); the previous attempt's was written out when that attempt ended.
+fn start_attempt() -> String {
+    format!(
+        "status = 'executing', attempt = attempt + 1, lease_owner = ?1,
+         lease_token = lower(hex(randomblob(16))),
+         lease_until = ?2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), ?3),
+         started_at = COALESCE(started_at, ?2), attempt_started_at = ?2, status_at = ?2,
+         step_desc = 'Started', derived_events = derived_events | {}",
+        history::STARTED
+    )
+}
 
 /// A claim as the writer thread copies it out; its caller decodes it.
 struct RawClaim {
@@ -194,7 +207,8 @@ pub(super) fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreErro
     }
 }
 
-/// Records an attempt's outcome, fenced by its lease token, and its history entry.
+/// Records an attempt's outcome, fenced by its lease token, and its history entry
+/// after the job's derived ones.
 pub(super) fn record_finished(
     c: &Connection,
     number: i64,
@@ -202,6 +216,7 @@ pub(super) fn record_finished(
     finished: &rules::Finished,
     now: i64,
 ) -> Result<RawJob, StoreError> {
+    history::write_out(c, number)?;
     let status = finished.status;
     let finished_at = status.is_terminal().then_some(now);
     let percent_sql = if status == JobStatus::Succeeded { "100" } else { "percent" };
@@ -298,20 +313,7 @@ impl SqliteStore {
     }
 
     pub(crate) fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT at, status, attempt, message FROM job_events WHERE job = ?1 ORDER BY id",
-            )?;
-            let events = stmt.query_map([number], |r| {
-                Ok(JobEvent {
-                    at: r.get(0)?,
-                    status: status_at(r, 1)?,
-                    attempt: r.get::<_, i64>(2)?.max(0) as u32,
-                    message: r.get(3)?,
-                })
-            })?;
-            events.collect()
-        })
+        self.read(|c| history::read(c, number))
     }
 
     pub(crate) fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
@@ -367,17 +369,13 @@ impl SqliteStore {
                     }
                 }
                 let sql = format!(
-                    "UPDATE jobs SET {START_ATTEMPT} WHERE number IN ({waiting})
-                 RETURNING {JOB_COLUMNS}, lease_token, lease_until"
+                    "UPDATE jobs SET {} WHERE number IN ({waiting})
+                 RETURNING {JOB_COLUMNS}, lease_token, lease_until",
+                    start_attempt()
                 );
-                let claims = {
-                    let mut stmt = c.prepare_cached(&sql)?;
-                    let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()?
-                };
-                let started: Vec<i64> = claims.iter().map(|claim| claim.job.number()).collect();
-                history::record_starts(c, &started, &request.owner, now)?;
-                Ok(claims)
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await?;
         Ok(claims.into_iter().map(RawClaim::decode).collect::<rusqlite::Result<_>>()?)
@@ -525,6 +523,7 @@ impl SqliteStore {
             for (number, safe_to_repeat, attempt, max_attempts, cancelled) in candidates {
                 let (status, description, error) = rules::rescue(safe_to_repeat, attempt, max_attempts, cancelled);
                 let finished_at = status.is_terminal().then_some(now);
+                history::write_out(c, number)?;
                 c.prepare_cached(
                     "UPDATE jobs SET status = ?2, step_desc = ?3, error = COALESCE(?4, error), status_at = ?5,
                             run_after = ?5, finished_at = ?6,

@@ -102,6 +102,12 @@ CREATE TABLE kinds (
 CREATE INDEX jobs_finished ON jobs(finished_at) WHERE status IN ('succeeded', 'failed');
 CREATE INDEX jobs_unknown ON jobs(status_at) WHERE status = 'unknown';
 "#,
+    // History entries derived from the job row (see `history`): rows written before
+    // this have all their entries in `job_events`, so they start with none derived.
+    r#"
+ALTER TABLE jobs ADD COLUMN attempt_started_at INTEGER;
+ALTER TABLE jobs ADD COLUMN derived_events INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -114,4 +120,38 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 4 derives history entries from job rows; a store written before it
+    /// has every entry as a row, and must read back each entry once, in order.
+    #[test]
+    fn upgrade_keeps_the_history_written_before_it() {
+        let dir = tempfile::TempDir::new().expect("temporary directory");
+        let mut conn = Connection::open(dir.path().join("opsq.db")).expect("open");
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).expect("an earlier migration");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO jobs (number, account, location, kind, title, payload, status, status_at,
+                               created_at, run_after, attempt, max_attempts, safe_to_repeat, submitter,
+                               finished_at)
+             VALUES (7, 'ACME', 'VA1', 't.work', '', 'null', 'succeeded', 30, 10, 10, 1, 1, 1, 'u', 30);
+             INSERT INTO job_events (job, at, status, attempt, message) VALUES
+                 (7, 10, 'notStarted', 0, 'accepted'),
+                 (7, 20, 'executing', 1, 'attempt 1 started by w-1'),
+                 (7, 30, 'succeeded', 1, 'succeeded');",
+        )
+        .expect("a job written by the earlier schema");
+
+        migrate(&mut conn).expect("upgrade");
+
+        let events = super::super::history::read(&conn, 7).expect("read the history");
+        let entries: Vec<(i64, &str)> = events.iter().map(|e| (e.at, e.message.as_str())).collect();
+        assert_eq!(entries, [(10, "accepted"), (20, "attempt 1 started by w-1"), (30, "succeeded")]);
+    }
 }

@@ -616,6 +616,8 @@ pub async fn history_records_each_transition(store: Store) {
     assert_eq!(store.rescue(Some("node-h-2".to_string())).await.unwrap().len(), 1);
     let c3 = claim_job(&store, &j, "node-h-3", LONG_LEASE_MS).await;
     store.heartbeat(j.number, &c3.lease_token, Some(progress(50, 1, "half")), LONG_LEASE_MS).await.unwrap();
+    // A cancel request in the middle of an attempt: the success that follows stands.
+    store.cancel(j.number, "changed my mind").await.unwrap();
     store.finish(j.number, &c3.lease_token, JobOutcome::Succeeded(json!(null))).await.unwrap();
     assert_eq!(
         history(j.number).await,
@@ -626,7 +628,25 @@ pub async fn history_records_each_transition(store: Store) {
             (Executing, 2),
             (Resumed, 2),
             (Executing, 3),
+            (Executing, 3),
             (Succeeded, 3),
+        ]
+    );
+    // Each entry says what happened, in the order it happened, whichever entries a
+    // backend stores as rows and whichever it derives from the job.
+    let messages: Vec<String> =
+        store.job_events(j.number).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "accepted",
+            "attempt 1 started by node-h-1",
+            "attempt 1 failed, will retry: first try failed",
+            "attempt 2 started by node-h-2",
+            "attempt 2 lost its lease (worker lost or node restarted)",
+            "attempt 3 started by node-h-3",
+            "cancel requested: changed my mind",
+            "succeeded",
         ]
     );
 
