@@ -5,9 +5,9 @@
 #   bench/ab.sh W1|W2 SERVER_A SERVER_B [PAIRS]
 #
 # This machine's speed moves a lot from one minute to the next, so a change is
-# judged by interleaved pairs, never by one run of each. For W1 on SQLite it also
-# prints the writer thread's and the whole server's CPU per drained job, which move less with the hour
-# than jobs/s. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256; with
+# judged by interleaved pairs, never by one run of each. For W1 it also prints CPU
+# per drained job, which moves less with the hour than jobs/s: the whole server's,
+# and on SQLite its writer thread's, on PostgreSQL the database backends'. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256; with
 # MODE=external, slots per worker process, 24), MODE (inproc, or external: WORKERS
 # opsq-client worker processes, 2, as in the suite's (ext) rows), STORE
 # (sqlite, or pg with PG_ADMIN_URL: the script creates a fresh database `opsq_ab`
@@ -89,6 +89,25 @@ writer_ticks() {
   echo 0
 }
 
+# CPU ticks (user + system) so far of each PostgreSQL backend connected to opsq_ab,
+# as "pid ticks" lines (nothing on SQLite): the database's side of a drain, which
+# the server's own CPU does not show. Backends are the pool's connections, which
+# stay open through a drain.
+pg_backend_ticks() {
+  [[ "$OPSQ_BENCH_STORE" == pg ]] || return 0
+  local pid
+  for pid in $(psql "$PG_ADMIN_URL" -Atc "SELECT pid FROM pg_stat_activity WHERE datname = 'opsq_ab'"); do
+    echo "$pid $(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done
+}
+
+# pg_ticks_between BEFORE AFTER: the backends' ticks spent between two
+# pg_backend_ticks listings (a backend that opened in between counts from 0).
+pg_ticks_between() {
+  awk 'NR == FNR { before[$1] = $2; next } { total += $2 - before[$1] } END { print total + 0 }' \
+    <(echo "$1") <(echo "$2")
+}
+
 # wait_for_lines COUNT SECONDS: until the results file has COUNT lines, or fail.
 wait_for_lines() {
   local deadline=$((SECONDS + $2))
@@ -99,7 +118,7 @@ wait_for_lines() {
 }
 
 run_once() {
-  local label=$1 server=$2 ticks0 ticks1 all0 all1
+  local label=$1 server=$2 ticks0 ticks1 all0 all1 pg0 pg1
   export OPSQ_BENCH_SERVER=$server
   : >"$PB_RESULTS"
   fresh_database
@@ -107,18 +126,20 @@ run_once() {
   case $WORKLOAD in
     W1)
       "$PEER" enqueue bulk "$N" b >/dev/null
-      ticks0=$(writer_ticks) all0=$(server_ticks)
+      ticks0=$(writer_ticks) all0=$(server_ticks) pg0=$(pg_backend_ticks)
       start_workers
       wait_for_lines "$N" 300
-      ticks1=$(writer_ticks) all1=$(server_ticks)
+      ticks1=$(writer_ticks) all1=$(server_ticks) pg1=$(pg_backend_ticks)
       stop_workers
-      python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" "$((all1 - all0))" <<'PY'
+      python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" "$((all1 - all0))" \
+        "$(pg_ticks_between "$pg0" "$pg1")" <<'PY'
 import sys
-path, label, ticks, hz, all_ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+path, label, ticks, hz, all_ticks, pg_ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 picked = [float(line.split()[3]) for line in open(path) if line.strip()]
 drain = len(picked) / ((max(picked) - min(picked)) / 1000)
 cpu = f"  writer CPU {ticks / hz * 1e6 / len(picked):.1f} us/job" if ticks else ""
 cpu += f"  server CPU {all_ticks / hz * 1e6 / len(picked):.1f} us/job" if all_ticks else ""
+cpu += f"  PostgreSQL backends CPU {pg_ticks / hz * 1e6 / len(picked):.1f} us/job" if pg_ticks else ""
 print(f"{label}  W1 jobs={len(picked)} drain={drain:.0f} jobs/s{cpu}")
 PY
       ;;

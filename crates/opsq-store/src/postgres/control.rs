@@ -5,6 +5,7 @@
 use deadpool_postgres::GenericClient;
 use opsq_domain::{Job, JobStatus};
 
+use super::history;
 use super::jobs::{count, record_event};
 use super::rows::{self, job_columns};
 use super::signals;
@@ -26,6 +27,7 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         let now = now_ms();
         let job = lock_job(&tx, number).await?;
+        history::write_out(&tx, &[number]).await?;
         let outcome = match job.status {
             JobStatus::NotStarted | JobStatus::Resumed => {
                 let error = format!("cancelled: {reason}");
@@ -87,6 +89,7 @@ impl PostgresStore {
             )));
         }
         let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
+        history::write_out(&tx, &[number]).await?;
         let finished_at = status.is_terminal().then_some(now);
         let percent = if status == JobStatus::Succeeded { 100 } else { i32::from(job.progress.percent) };
         let row = query_one(

@@ -29,6 +29,11 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// caller no longer holds are left alone (fencing) and come back missing; rows are
 /// locked in job order, so two batches (or a batch and a rescue) cannot deadlock.
 ///
+/// A success's entry, like its start's, is derived from the row (see [`history`]),
+/// and it keeps the lease's owner, which the start entry names. Any other outcome
+/// first writes out the entries still derived, from the row as it was before the
+/// statement (`locked`), then its own.
+///
 /// `$2` names each job at most once (see [`update`]), so a row finds its request's
 /// values by its position in the arrays. No join with the requests: as a join, the
 /// planner (which, after an `ANALYZE` taken while no job ran, expects one leased
@@ -49,7 +54,10 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// part, and only at large batches: a drain's held about 11 outcomes.
 const FINISH_MANY: &str = concat!(
     "WITH locked AS (
-         SELECT number AS locked_number, array_position($2::bigint[], number) AS i FROM jobs
+         SELECT number AS locked_number, array_position($2::bigint[], number) AS i,
+                ($4::text[])[array_position($2::bigint[], number)] = 'succeeded' AS success,
+                derived_events AS old_derived, attempt_started_at AS old_started_at, lease_owner AS old_owner
+         FROM jobs
          WHERE number = ANY($2::bigint[]) AND (status = 'executing') IS TRUE AND lease_until >= $1
            AND lease_token = ($3::text[])[array_position($2::bigint[], number)]
          ORDER BY number
@@ -58,16 +66,26 @@ const FINISH_MANY: &str = concat!(
          UPDATE jobs SET status = ($4::text[])[i], result = ($5::text[])[i], error = ($6::text[])[i],
                 run_after = ($7::bigint[])[i], step_desc = ($8::text[])[i], status_at = $1,
                 finished_at = ($9::bigint[])[i],
-                percent = CASE WHEN ($4::text[])[i] = 'succeeded' THEN 100 ELSE percent END,
-                lease_owner = NULL, lease_token = NULL, lease_until = NULL
+                percent = CASE WHEN success THEN 100 ELSE percent END,
+                lease_owner = CASE WHEN success THEN lease_owner END, lease_token = NULL, lease_until = NULL,
+                derived_events = CASE WHEN success THEN derived_events | 4 ELSE 0 END
          FROM locked
          WHERE number = locked_number
          RETURNING ",
     job_columns!(),
-    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message
+    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message, success, old_derived, old_started_at,
+        old_owner
      ), recorded AS (
          INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, $1, status, attempt, in_message FROM done
+         SELECT d.number, e.at, e.status, e.attempt, e.message
+         FROM done d
+         CROSS JOIN LATERAL (VALUES (1, d.created_at, 'notStarted', 0, 'accepted'),
+                                    (2, d.old_started_at, 'executing', d.attempt,
+                                     'attempt ' || d.attempt || ' started by ' || d.old_owner),
+                                    (4, $1, d.status, d.attempt, d.in_message))
+             AS e(bit, at, status, attempt, message)
+         WHERE NOT d.success AND (e.bit = 4 OR d.old_derived & e.bit <> 0)
+         ORDER BY d.number, e.bit
      )
      SELECT ",
     job_columns!(),

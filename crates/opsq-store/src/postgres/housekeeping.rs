@@ -52,6 +52,8 @@ impl PostgresStore {
                  WHERE number IN (SELECT number FROM stale)
                  RETURNING number, attempt
              ), history AS (
+                 -- An unknown job has no derived entries (see `history`): the outcome or
+                 -- rescue that made it unknown wrote them out.
                  INSERT INTO job_events (job, at, status, attempt, message)
                  SELECT number, $3, 'failed', attempt, 'resolved as failed: ' || $2::text FROM failed
              )

@@ -17,7 +17,8 @@ use tokio_postgres::types::ToSql;
 use super::batcher::ask;
 use super::finisher::{record as record_finishes, spawn_finisher, FinishRequest};
 use super::glob::globs_to_regexes;
-use super::rows::{self, job_columns, status_at, JOB_COLUMN_COUNT};
+use super::history;
+use super::rows::{self, job_columns, JOB_COLUMN_COUNT};
 use super::signals;
 use super::status_reader::{read as read_statuses, spawn_status_reader, StatusRequest};
 use super::submitter::{spawn_submitter, submit_batch, SubmitRequest};
@@ -34,12 +35,12 @@ const FIND_BY_KEY: &str = concat!(
     ", request_hash FROM jobs WHERE account = $1 AND idempotency_key = $2"
 );
 
-/// Inserts jobs and their history in one statement; numbers follow the order of the
-/// arrays, and a job whose `$10` is true takes an offered slot (see
-/// [`Dispatch`](crate::Dispatch)): it is inserted already in its first attempt, leased
-/// to `$11` for its kind's lease or `$12`, with the history a claim would leave, and
-/// its row comes back with its lease token (the others' with none). `$on_conflict` is
-/// empty or the idempotency key's conflict clause.
+/// Inserts jobs in one statement; numbers follow the order of the arrays, and a job
+/// whose `$10` is true takes an offered slot (see [`Dispatch`](crate::Dispatch)): it
+/// is inserted already in its first attempt, leased to `$11` for its kind's lease or
+/// `$12`, and its row comes back with its lease token (the others' with none). Their
+/// history entries so far are derived from the rows (see [`history`]).
+/// `$on_conflict` is empty or the idempotency key's conflict clause.
 macro_rules! insert_jobs {
     ($on_conflict:literal) => {
         concat!(
@@ -54,7 +55,7 @@ macro_rules! insert_jobs {
                  INSERT INTO jobs (account, location, kind, title, payload, status, step_desc, status_at,
                                    created_at, run_after, max_attempts, safe_to_repeat, submitter,
                                    idempotency_key, request_hash, attempt, lease_owner, lease_token,
-                                   lease_until, started_at)
+                                   lease_until, started_at, attempt_started_at, derived_events)
                  SELECT account, location, kind, title, payload,
                         CASE WHEN start THEN 'executing' ELSE 'notStarted' END,
                         CASE WHEN start THEN 'Started' ELSE 'Waiting for a worker' END,
@@ -65,22 +66,15 @@ macro_rules! insert_jobs {
                         CASE WHEN start
                              THEN $6 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = input.kind), $12)
                         END,
-                        CASE WHEN start THEN $6 END
+                        CASE WHEN start THEN $6 END,
+                        CASE WHEN start THEN $6 END,
+                        CASE WHEN start THEN 3 ELSE 1 END
                  FROM input ORDER BY ord ",
             $on_conflict,
             "
                  RETURNING ",
             job_columns!(),
             ", lease_token, lease_until
-             ), history AS (
-                 INSERT INTO job_events (job, at, status, attempt, message)
-                 SELECT c.number, $6, e.status, e.attempt, e.message
-                 FROM created c
-                 CROSS JOIN LATERAL (VALUES (0, 'notStarted', 0, 'accepted'),
-                                            (1, 'executing', 1, 'attempt 1 started by ' || $11::text))
-                     AS e(step, status, attempt, message)
-                 WHERE e.step = 0 OR c.lease_token IS NOT NULL
-                 ORDER BY c.number, e.step
              )
              SELECT ",
             job_columns!(),
@@ -185,33 +179,23 @@ async fn submit_unkeyed(
 }
 
 /// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
-/// their own), for claims.
+/// their own), for claims. The start's history entry is derived from the row (bit 2
+/// of `derived_events`, see [`history`]); the previous attempt's was written out when
+/// that attempt ended.
 macro_rules! start_attempt {
     () => {
         "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
          lease_token = replace(gen_random_uuid()::text, '-', ''),
          lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
-         started_at = COALESCE(started_at, $2), status_at = $2, step_desc = 'Started'"
-    };
-}
-
-/// The end of a statement whose CTE `claimed` started attempts: their history
-/// entries, and the claims in job order.
-macro_rules! record_starts {
-    () => {
-        "started AS (
-             INSERT INTO job_events (job, at, status, attempt, message)
-             SELECT number, $2, 'executing', attempt, 'attempt ' || attempt || ' started by ' || $1::text
-             FROM claimed
-         )
-         SELECT * FROM claimed ORDER BY number"
+         started_at = COALESCE(started_at, $2), attempt_started_at = $2, status_at = $2,
+         step_desc = 'Started', derived_events = derived_events | 2"
     };
 }
 
 /// Claims in one statement: pick the oldest runnable jobs of the wanted kinds,
 /// skipping rows another claim has locked (so claimers never wait for each other and
-/// never share a job), start an attempt on each under a fresh random lease token,
-/// and record the start in the history. The lease is the kind's when it has one.
+/// never share a job), and start an attempt on each under a fresh random lease token.
+/// The lease is the kind's when it has one.
 macro_rules! claim_sql {
     ($accounts:literal) => {
         concat!(
@@ -232,8 +216,8 @@ macro_rules! claim_sql {
                  RETURNING ",
             job_columns!(),
             ", lease_token, lease_until
-             ), ",
-            record_starts!()
+             )
+             SELECT * FROM claimed ORDER BY number"
         )
     };
 }
@@ -438,22 +422,7 @@ impl PostgresStore {
 
     pub(crate) async fn job_events(&self, number: i64) -> Result<Vec<JobEvent>, StoreError> {
         let client = self.client().await?;
-        let rows = query(
-            &client,
-            "SELECT at, status, attempt, message FROM job_events WHERE job = $1 ORDER BY id",
-            &[&number],
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobEvent {
-                    at: r.try_get(0)?,
-                    status: status_at(r, 1)?,
-                    attempt: r.try_get::<_, i32>(2)?.max(0) as u32,
-                    message: r.try_get(3)?,
-                })
-            })
-            .collect()
+        history::read(&client, number).await
     }
 
     pub(crate) async fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, StoreError> {
@@ -615,7 +584,9 @@ impl PostgresStore {
             messages.push(format!("attempt {attempt} lost its lease (worker lost or node restarted)"));
             rescued.push(Rescued { number, status });
         }
-        // One statement for all the jobs and one for their history, however many.
+        // Three statements for all the jobs, however many: their derived history
+        // entries written out, their new state, their rescue's entry.
+        history::write_out(&tx, &numbers).await?;
         execute(
             &tx,
             "UPDATE jobs SET status = r.status, step_desc = r.description, error = COALESCE(r.error, jobs.error),

@@ -16,6 +16,7 @@ mod batcher;
 mod control;
 mod finisher;
 mod glob;
+mod history;
 mod housekeeping;
 mod jobs;
 mod rows;

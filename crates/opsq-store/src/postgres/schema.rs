@@ -15,7 +15,8 @@ use crate::{now_ms, StoreError};
 /// Any constant works as long as every opsq build uses the same one.
 const MIGRATION_LOCK: i64 = 0x6f70_7371_0000_0001;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -117,7 +118,14 @@ CREATE TABLE kinds (
     safe_to_repeat BOOLEAN,
     updated_at     BIGINT NOT NULL
 );
-"#];
+"#,
+    // History entries derived from the job row (see `history`): rows written before
+    // this have all their entries in `job_events`, so they start with none derived.
+    r#"
+ALTER TABLE jobs ADD COLUMN attempt_started_at BIGINT,
+                 ADD COLUMN derived_events INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await?;
