@@ -276,6 +276,31 @@ impl Store {
         }
     }
 
+    /// [`Self::finish_status`] that, on a success, also claims the next waiting job
+    /// for `next` (one job, whatever its `limit`) and answers it with the status.
+    ///
+    /// On the embedded store the claim is made in the success's own transaction: a
+    /// runner that keeps its slot busy this way spends one commit per job where a
+    /// success and then a claim for the freed slot took two. PostgreSQL records the
+    /// outcome only and answers no claim; so does a failure on either store.
+    pub async fn finish_status_then_claim(
+        &self,
+        number: i64,
+        lease_token: &str,
+        outcome: JobOutcome,
+        next: ClaimRequest,
+    ) -> Result<(JobStatus, Option<Claim>), StoreError> {
+        outcome_storable(&outcome)?;
+        match &*self.backend {
+            Backend::Sqlite(s) => {
+                s.finish_status_then_claim(number, lease_token.to_string(), outcome, next).await
+            }
+            Backend::Postgres(s) => {
+                Ok((s.finish(number, lease_token.to_string(), outcome).await?.status, None))
+            }
+        }
+    }
+
     /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease
     /// held by a previous run of this node) and makes them `resumed` or `unknown`.
     pub async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

@@ -4,20 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use opsq_store::{Claim, JobOutcome, Store, StoreError};
+use opsq_store::{Claim, ClaimRequest, JobOutcome, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::{HandlerError, JobContext, JobHandler};
 
 /// Runs one attempt: runs the handler while renewing its lease, records
 /// the outcome. A lost lease cancels the handler and its outcome is never recorded.
+/// With `next`, a success also claims the slot's next job, answered here.
 pub async fn run(
     store: Store,
     handler: Arc<dyn JobHandler>,
     claim: Claim,
     default_lease: Duration,
     cancel: CancellationToken,
-) {
+    next: Option<ClaimRequest>,
+) -> Option<Claim> {
     let number = claim.job.number;
     let attempt = claim.job.attempt;
     let token = claim.lease_token.clone();
@@ -60,12 +62,19 @@ pub async fn run(
         }
         Ok(Err(HandlerError::LeaseLost)) => {
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome is discarded");
-            return;
+            return None;
         }
         Err(_panic) => JobOutcome::Retryable { error: "the handler panicked".into(), run_after: None },
     };
-    match Box::pin(store.finish_status(number, &token, outcome)).await {
-        Ok(status) => tracing::info!(job = number, attempt, %status, "attempt ended"),
+    let recorded = match next {
+        Some(next) => Box::pin(store.finish_status_then_claim(number, &token, outcome, next)).await,
+        None => Box::pin(store.finish_status(number, &token, outcome)).await.map(|status| (status, None)),
+    };
+    match recorded {
+        Ok((status, next)) => {
+            tracing::info!(job = number, attempt, %status, "attempt ended");
+            return next;
+        }
         Err(StoreError::LeaseLost(_)) => {
             tracing::warn!(job = number, attempt, "attempt lost its lease; its outcome was refused")
         }
@@ -76,4 +85,5 @@ pub async fn run(
             "could not record the outcome; the lease will expire and the job run again"
         ),
     }
+    None
 }

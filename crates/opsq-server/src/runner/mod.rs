@@ -83,9 +83,26 @@ enum Woke {
     Dispatched,
 }
 
+/// What a slot's attempt needs to claim the slot's next job with its success (see
+/// `Store::finish_status_then_claim`): in a drain that saves a commit per job. Never
+/// once the runner is stopping, nor while its gate is closed.
+struct NextJobs {
+    request: ClaimRequest,
+    shutdown: CancellationToken,
+    gate: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl NextJobs {
+    fn request(&self) -> Option<ClaimRequest> {
+        let open = self.gate.as_ref().is_none_or(|gate| *gate.borrow());
+        (open && !self.shutdown.is_cancelled() && !self.request.kinds.is_empty())
+            .then(|| self.request.clone())
+    }
+}
+
 pub struct Runner {
     store: Store,
-    registry: Registry,
+    registry: Arc<Registry>,
     owner: String,
     wakeup: Wakeup,
     running: RunningJobs,
@@ -102,7 +119,7 @@ impl Runner {
         config: RunnerConfig,
     ) -> Self {
         let owner = format!("{IN_PROCESS_OWNER_PREFIX}{:016x}", rand::random::<u64>());
-        Self { store, registry, owner, wakeup, running, config, gate: None }
+        Self { store, registry: Arc::new(registry), owner, wakeup, running, config, gate: None }
     }
 
     /// Claims only while `gate` holds `true`: an embedder (the benchmarks) can hold
@@ -145,6 +162,17 @@ impl Runner {
         let mut tasks = JoinSet::new();
         let mut failures = 0u32;
         let mut gate = self.gate.take();
+        let next_jobs = Arc::new(NextJobs {
+            request: ClaimRequest {
+                kinds: kinds.clone(),
+                limit: 1,
+                owner: self.owner.clone(),
+                lease_ms: self.config.lease.as_millis() as i64,
+                accounts: None,
+            },
+            shutdown: shutdown.clone(),
+            gate: gate.clone(),
+        });
         let batch = (self.config.concurrency / 4).max(1);
         // Free slots are offered to submissions while the runner waits, so a job
         // submitted to an idle runner starts in its submission's commit.
@@ -169,7 +197,7 @@ impl Runner {
                         failures = 0;
                         claimed_all = claims.len() == free;
                         for claim in claims {
-                            self.start(claim, &permits, &mut tasks, &jobs_cancel);
+                            self.start(claim, &permits, &mut tasks, &jobs_cancel, &next_jobs);
                         }
                     }
                     Err(err) => {
@@ -191,7 +219,7 @@ impl Runner {
             };
             tokio::select! {
                 Some(claim) = dispatched.recv() => {
-                    self.start(claim, &permits, &mut tasks, &jobs_cancel);
+                    self.start(claim, &permits, &mut tasks, &jobs_cancel, &next_jobs);
                     woke = Woke::Dispatched;
                 }
                 _ = wakeups.changed() => woke = Woke::Other,
@@ -209,12 +237,13 @@ impl Runner {
         // waited for long: its claims come back like any lost attempt's.
         listed.withdraw(Duration::from_secs(5)).await;
         while let Ok(claim) = dispatched.try_recv() {
-            self.start(claim, &permits, &mut tasks, &jobs_cancel);
+            self.start(claim, &permits, &mut tasks, &jobs_cancel, &next_jobs);
         }
         self.drain(tasks, jobs_cancel).await;
     }
 
-    /// Runs a claimed attempt in a task of its own, on a free slot. Should none be
+    /// Runs a claimed attempt in a task of its own, on a free slot, and then each
+    /// next job its success claimed for the slot (see [`NextJobs`]). Should no slot be
     /// free (a dispatched claim racing a claim of the runner's own), it runs over the
     /// limit rather than sitting leased.
     fn start(
@@ -223,17 +252,32 @@ impl Runner {
         permits: &Arc<Semaphore>,
         tasks: &mut JoinSet<()>,
         jobs_cancel: &CancellationToken,
+        next_jobs: &Arc<NextJobs>,
     ) {
         let permit = permits.clone().try_acquire_owned().ok();
         let Some(handler) = self.registry.get(claim.job.kind.as_str()) else { return };
         let cancel = jobs_cancel.child_token();
         self.running.insert(claim.job.number, cancel.clone());
-        let (store, running) = (self.store.clone(), self.running.clone());
+        let (store, running, registry) = (self.store.clone(), self.running.clone(), self.registry.clone());
+        let (next_jobs, jobs_cancel) = (next_jobs.clone(), jobs_cancel.clone());
         let lease = self.config.lease;
         tasks.spawn(async move {
-            let number = claim.job.number;
-            attempt::run(store, handler, claim, lease, cancel).await;
-            running.remove(number);
+            let (mut claim, mut handler, mut cancel) = (claim, handler, cancel);
+            loop {
+                let number = claim.job.number;
+                let next =
+                    attempt::run(store.clone(), handler, claim, lease, cancel, next_jobs.request()).await;
+                running.remove(number);
+                let Some(next) = next else { break };
+                // Claimed for the runner's kinds, so it has a handler.
+                let Some(next_handler) = registry.get(next.job.kind.as_str()) else {
+                    tracing::error!(job = next.job.number, "no handler for a job claimed for this runner");
+                    break;
+                };
+                cancel = jobs_cancel.child_token();
+                running.insert(next.job.number, cancel.clone());
+                (claim, handler) = (next, next_handler);
+            }
             drop(permit);
         });
     }

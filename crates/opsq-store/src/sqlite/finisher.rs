@@ -9,6 +9,12 @@
 //! caller still gets its own answer: a lost lease is that job's error, not the
 //! batch's, and should the batch's statement fail as a whole, every success is tried
 //! again on its own.
+//!
+//! A success may ask for the next job of its runner's slot (see
+//! [`SqliteStore::finish_status_then_claim`]): the batch then claims those jobs too,
+//! one statement per kind of request, in the same transaction. In a drain the
+//! in-process runner otherwise waited for the success's commit, then claimed for the
+//! slots it freed in a transaction of its own: two commits per job.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -18,9 +24,10 @@ use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
 use super::history;
-use super::jobs::{lease_lost_or_missing, record_finished};
+use super::jobs::{claim_rows, lease_lost_or_missing, record_finished, RawClaim};
 use super::rows::{RawJob, JOB_COLUMNS};
 use super::{exec, Completion, SqliteStore, WriteOp};
+use crate::types::{Claim, ClaimRequest};
 use crate::{now_ms, rules, StoreError};
 
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
@@ -54,8 +61,14 @@ struct PendingSuccess {
     finished: rules::Finished,
     /// Whether the caller wants the job's row back, or only to know it was recorded.
     full: bool,
-    reply: oneshot::Sender<Result<Option<RawJob>, StoreError>>,
+    /// The next job wanted for the caller's slot, if any (one job, whatever its limit).
+    next: Option<ClaimRequest>,
+    reply: oneshot::Sender<Result<Recorded, StoreError>>,
 }
+
+/// What a success's caller hears: the job as recorded (when it asked for it), and
+/// the slot's next job (when it asked for one and one waited).
+type Recorded = (Option<RawJob>, Option<RawClaim>);
 
 /// The successes waiting for the writer. Whoever queues into an empty queue sends the
 /// writer the op that takes everything queued by the time it runs, so every success
@@ -100,19 +113,21 @@ impl Drop for UnrunGuard {
 }
 
 impl SqliteStore {
-    /// Records a success (its new state already worked out by `rules::finish`) and,
-    /// when `full`, answers with the job as recorded.
+    /// Records a success (its new state already worked out by `rules::finish`) and
+    /// answers with the job as recorded when `full`, and with the job claimed for
+    /// `next`, if one waited.
     pub(super) async fn finish_success(
         &self,
         number: i64,
         lease_token: String,
         finished: rules::Finished,
         full: bool,
-    ) -> Result<Option<Job>, StoreError> {
+        next: Option<ClaimRequest>,
+    ) -> Result<(Option<Job>, Option<Claim>), StoreError> {
         let (reply, answer) = oneshot::channel();
         let first = {
             let mut queued = self.successes.lock();
-            queued.push(PendingSuccess { number, lease_token, finished, full, reply });
+            queued.push(PendingSuccess { number, lease_token, finished, full, next, reply });
             queued.len() == 1
         };
         if first {
@@ -122,8 +137,8 @@ impl SqliteStore {
             // its guard answers the queue.
             let _ = self.writer.send(op);
         }
-        let job = answer.await.map_err(|_| StoreError::Closed)??;
-        Ok(job.map(RawJob::decode).transpose()?)
+        let (job, claim) = answer.await.map_err(|_| StoreError::Closed)??;
+        Ok((job.map(RawJob::decode).transpose()?, claim.map(RawClaim::decode).transpose()?))
     }
 }
 
@@ -143,10 +158,11 @@ fn record_queued(conn: Option<&Connection>, queue: &SuccessQueue) -> (bool, Comp
     };
     let now = now_ms();
     let answers = record(conn, &batch, now);
+    let successors = claim_successors(conn, &batch, &answers, now);
     let completion: Completion = Box::new(move |committed| {
-        for (pending, answer) in batch.into_iter().zip(answers) {
+        for ((pending, answer), successor) in batch.into_iter().zip(answers).zip(successors) {
             let answer = match &committed {
-                Ok(()) => answer,
+                Ok(()) => answer.map(|job| (job, successor)),
                 Err(err) => Err(StoreError::Unavailable(err.to_string())),
             };
             let _ = pending.reply.send(answer);
@@ -176,6 +192,47 @@ fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Opti
             .map(Some),
         })
         .collect()
+}
+
+/// Claims the next jobs asked for by the successes recorded, one statement per
+/// distinct request (in practice one: a runner's), each in a savepoint of its own: a
+/// claim that fails leaves the successes recorded and answers no next job. Answers
+/// one entry per success of `batch`, in order.
+fn claim_successors(
+    c: &Connection,
+    batch: &[PendingSuccess],
+    answers: &[Result<Option<RawJob>, StoreError>],
+    now: i64,
+) -> Vec<Option<RawClaim>> {
+    let mut claims: Vec<Option<RawClaim>> = batch.iter().map(|_| None).collect();
+    // Each distinct request, with the successes that asked for it.
+    let mut wanted: Vec<(&ClaimRequest, Vec<usize>)> = Vec::new();
+    for (index, (pending, answer)) in batch.iter().zip(answers).enumerate() {
+        let Some(next) = pending.next.as_ref().filter(|_| answer.is_ok()) else { continue };
+        match wanted.iter_mut().find(|(request, _)| same_request(request, next)) {
+            Some((_, asking)) => asking.push(index),
+            None => wanted.push((next, vec![index])),
+        }
+    }
+    for (request, asking) in wanted {
+        let request = ClaimRequest { limit: asking.len() as u32, ..request.clone() };
+        match in_savepoint(c, || claim_rows(c, &request, now)) {
+            Ok(rows) => {
+                for (index, row) in asking.into_iter().zip(rows) {
+                    claims[index] = Some(row);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "claiming the next jobs with their slots' successes failed")
+            }
+        }
+    }
+    claims
+}
+
+/// Whether two requests claim the same jobs for the same owner, whatever their limits.
+fn same_request(a: &ClaimRequest, b: &ClaimRequest) -> bool {
+    a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts
 }
 
 /// The batch's single statement.

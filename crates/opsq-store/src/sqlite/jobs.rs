@@ -113,7 +113,7 @@ fn start_attempt() -> String {
 }
 
 /// A claim as the writer thread copies it out; its caller decodes it.
-struct RawClaim {
+pub(super) struct RawClaim {
     job: RawJob,
     lease_token: String,
     lease_until: i64,
@@ -128,7 +128,7 @@ impl RawClaim {
         })
     }
 
-    fn decode(self) -> rusqlite::Result<Claim> {
+    pub(super) fn decode(self) -> rusqlite::Result<Claim> {
         Ok(Claim { job: self.job.decode()?, lease_token: self.lease_token, lease_until: self.lease_until })
     }
 }
@@ -250,6 +250,39 @@ pub(super) fn record_finished(
     Ok(job)
 }
 
+/// Claims up to `request.limit` waiting jobs at `now`, in the caller's transaction.
+pub(super) fn claim_rows(
+    c: &Connection,
+    request: &ClaimRequest,
+    now: i64,
+) -> Result<Vec<RawClaim>, StoreError> {
+    if request.kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut args = vec![
+        Value::Text(request.owner.clone()),
+        Value::Integer(now),
+        Value::Integer(request.lease_ms),
+        Value::Integer(now),
+        Value::Integer(request.limit.clamp(1, 1000) as i64),
+    ];
+    let account_count = request.accounts.as_ref().map(Vec::len);
+    let waiting = waiting_by_kind(&request.kinds, account_count);
+    for kind in &request.kinds {
+        args.push(Value::Text(kind.clone()));
+        if let Some(accounts) = &request.accounts {
+            args.extend(accounts.iter().map(|a| Value::Text(a.as_str().to_string())));
+        }
+    }
+    let sql = format!(
+        "UPDATE jobs SET {} WHERE number IN ({waiting}) RETURNING {JOB_COLUMNS}, lease_token, lease_until",
+        start_attempt()
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 impl SqliteStore {
     pub(crate) async fn submit(
         &self,
@@ -350,34 +383,7 @@ impl SqliteStore {
         if request.kinds.is_empty() {
             return Ok(Vec::new());
         }
-        let claims = self
-            .write(move |c| {
-                let now = now_ms();
-                let mut args = vec![
-                    Value::Text(request.owner.clone()),
-                    Value::Integer(now),
-                    Value::Integer(request.lease_ms),
-                    Value::Integer(now),
-                ];
-                args.push(Value::Integer(request.limit.clamp(1, 1000) as i64));
-                let account_count = request.accounts.as_ref().map(Vec::len);
-                let waiting = waiting_by_kind(&request.kinds, account_count);
-                for kind in &request.kinds {
-                    args.push(Value::Text(kind.clone()));
-                    if let Some(accounts) = &request.accounts {
-                        args.extend(accounts.iter().map(|a| Value::Text(a.as_str().to_string())));
-                    }
-                }
-                let sql = format!(
-                    "UPDATE jobs SET {} WHERE number IN ({waiting})
-                 RETURNING {JOB_COLUMNS}, lease_token, lease_until",
-                    start_attempt()
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), RawClaim::read)?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
-            .await?;
+        let claims = self.write(move |c| claim_rows(c, &request, now_ms())).await?;
         Ok(claims.into_iter().map(RawClaim::decode).collect::<rusqlite::Result<_>>()?)
     }
 
@@ -454,6 +460,23 @@ impl SqliteStore {
         Ok(job.map_or(JobStatus::Succeeded, |job| job.status))
     }
 
+    /// [`Self::finish_status`] that claims one job for `next` with a success, in the
+    /// success's batch (see `finisher`).
+    pub(crate) async fn finish_status_then_claim(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+        next: ClaimRequest,
+    ) -> Result<(JobStatus, Option<Claim>), StoreError> {
+        if let JobOutcome::Succeeded(_) = outcome {
+            let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
+            let (_, claim) = self.finish_success(number, lease_token, finished, false, Some(next)).await?;
+            return Ok((JobStatus::Succeeded, claim));
+        }
+        Ok((self.finish_status(number, lease_token, outcome).await?, None))
+    }
+
     /// Records an outcome and answers with the job as recorded, or with nothing for a
     /// success when `full` is false.
     async fn record_outcome(
@@ -468,7 +491,7 @@ impl SqliteStore {
         // for the writer, in one statement (see `finisher`).
         if let JobOutcome::Succeeded(_) = outcome {
             let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            return self.finish_success(number, lease_token, finished, full).await;
+            return Ok(self.finish_success(number, lease_token, finished, full, None).await?.0);
         }
         let job = self
             .write(move |c| {

@@ -821,3 +821,104 @@ pub async fn successes_reported_together_each_get_their_own_answer(store: Store)
         assert_eq!((start.attempt, start.message.as_str()), (1, "attempt 1 started by w-1"));
     }
 }
+
+/// A success that asks for its slot's next job: the embedded store claims it in the
+/// success's transaction; PostgreSQL records the success only. Either way the next
+/// job is claimed at most once, never by a failure or a refused outcome.
+pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
+    use JobStatus::*;
+    accounts(&store, &["ACME"]).await;
+    let next = || claim_request(&["t.chain"], "w-1", 5, LONG_LEASE_MS);
+    let first = submit(&store, new_job("ACME", "t.chain")).await;
+    let c1 = claim_job(&store, &first, "w-1", LONG_LEASE_MS).await;
+    let second = submit(&store, new_job("ACME", "t.chain")).await;
+    let third = submit(&store, new_job("ACME", "t.chain")).await;
+
+    let (status, claimed) = store
+        .finish_status_then_claim(first.number, &c1.lease_token, JobOutcome::Succeeded(json!(1)), next())
+        .await
+        .unwrap();
+    assert_eq!((status, job(&store, first.number).await.status), (Succeeded, Succeeded));
+    let c2 = match claimed {
+        Some(c2) => {
+            assert!(!store.is_shared(), "PostgreSQL answers no next job");
+            // The oldest waiting job, one only (whatever the request's limit), claimed as a
+            // claim would: leased to the request's owner, in its first attempt.
+            assert_eq!(c2.job.number, second.number);
+            assert_eq!((c2.job.status, c2.job.attempt), (Executing, 1));
+            assert_eq!(job(&store, second.number).await, c2.job);
+            assert_eq!(status_of(&store, third.number).await, NotStarted);
+            let events = store.job_events(second.number).await.unwrap();
+            assert_eq!(events.last().unwrap().message, "attempt 1 started by w-1");
+            c2
+        }
+        None => {
+            assert!(store.is_shared(), "the embedded store claims the next job with the success");
+            assert_eq!(status_of(&store, second.number).await, NotStarted);
+            let mut claims = claim(&store, &["t.chain"], "w-1", 1).await;
+            assert_eq!(numbers_of_claims(&claims), vec![second.number], "the oldest waiting job");
+            claims.remove(0)
+        }
+    };
+
+    // A failure claims nothing, and neither does a refused outcome.
+    let (status, claimed) = store
+        .finish_status_then_claim(second.number, &c2.lease_token, JobOutcome::Fatal("no".into()), next())
+        .await
+        .unwrap();
+    assert_eq!((status, claimed.is_none()), (Failed, true));
+    let refused = store
+        .finish_status_then_claim(second.number, &c2.lease_token, JobOutcome::Succeeded(json!(2)), next())
+        .await;
+    assert_lease_lost(refused, second.number);
+    assert_eq!(status_of(&store, third.number).await, NotStarted);
+
+    // Nothing waiting: no next job.
+    let c3 = claim_job(&store, &third, "w-1", LONG_LEASE_MS).await;
+    let (status, claimed) = store
+        .finish_status_then_claim(third.number, &c3.lease_token, JobOutcome::Succeeded(json!(3)), next())
+        .await
+        .unwrap();
+    assert_eq!((status, claimed.is_none()), (Succeeded, true));
+}
+
+/// Successes recorded in one batch that each ask for a next job get distinct jobs,
+/// as many as wait and no more.
+pub async fn successes_claiming_together_each_get_their_own_next_job(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let running: Vec<_> = (0..6).map(|_| new_job("ACME", "t.pair")).collect();
+    let running = store.submit(running).await.unwrap();
+    let claims = claim(&store, &["t.pair"], "w-1", 6).await;
+    assert_eq!(claims.len(), running.len());
+    let waiting = store.submit((0..4).map(|_| new_job("ACME", "t.pair")).collect()).await.unwrap();
+    assert_eq!(waiting.len(), 4);
+
+    let finishing = claims.iter().map(|c| {
+        let store = store.clone();
+        let next = claim_request(&["t.pair"], "w-1", 1, LONG_LEASE_MS);
+        async move {
+            store
+                .finish_status_then_claim(
+                    c.job.number,
+                    &c.lease_token,
+                    JobOutcome::Succeeded(json!(null)),
+                    next,
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let answers = futures::future::join_all(finishing).await;
+    assert!(answers.iter().all(|(status, _)| *status == JobStatus::Succeeded));
+    let next: Vec<i64> =
+        answers.iter().filter_map(|(_, claim)| claim.as_ref().map(|c| c.job.number)).collect();
+    if store.is_shared() {
+        assert!(next.is_empty(), "PostgreSQL answers no next job");
+    } else {
+        assert_eq!(set(next.iter().copied()).len(), next.len(), "no job is handed out twice: {next:?}");
+        assert_eq!(next.len(), 4, "every waiting job, and only those: {next:?}");
+    }
+    for number in next {
+        assert_eq!(status_of(&store, number).await, JobStatus::Executing);
+    }
+}

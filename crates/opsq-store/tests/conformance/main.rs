@@ -229,6 +229,8 @@ macro_rules! all_conformance_tests {
             leases::text_the_store_cannot_keep_fails_only_its_own_call,
             leases::refused_outcomes_reported_together_are_told_apart,
             leases::successes_reported_together_each_get_their_own_answer,
+            leases::a_success_can_claim_its_slots_next_job,
+            leases::successes_claiming_together_each_get_their_own_next_job,
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
             concurrency::concurrent_submits_get_distinct_numbers,
