@@ -269,15 +269,12 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
     ) -> Result<JobStatus, StoreError> {
-        outcome_storable(&outcome)?;
-        match &*self.backend {
-            Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome).await,
-            Backend::Postgres(s) => Ok(s.finish(number, lease_token.to_string(), outcome).await?.status),
-        }
+        Ok(self.finish_status_then_claim(number, lease_token, outcome, None).await?.0)
     }
 
     /// [`Self::finish_status`] that, on a success, also claims the next waiting job
-    /// for `next` (one job, whatever its `limit`) and answers it with the status.
+    /// for `next`, if given (one job, whatever its `limit`), and answers it with the
+    /// status. `next` is shared: a runner asks the same for every job.
     ///
     /// On the embedded store the claim is made in the success's own transaction: a
     /// runner that keeps its slot busy this way spends one commit per job where a
@@ -288,13 +285,11 @@ impl Store {
         number: i64,
         lease_token: &str,
         outcome: JobOutcome,
-        next: ClaimRequest,
+        next: Option<Arc<ClaimRequest>>,
     ) -> Result<(JobStatus, Option<Claim>), StoreError> {
         outcome_storable(&outcome)?;
         match &*self.backend {
-            Backend::Sqlite(s) => {
-                s.finish_status_then_claim(number, lease_token.to_string(), outcome, next).await
-            }
+            Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome, next).await,
             Backend::Postgres(s) => {
                 Ok((s.finish(number, lease_token.to_string(), outcome).await?.status, None))
             }

@@ -18,7 +18,7 @@ pub async fn run(
     claim: Claim,
     default_lease: Duration,
     cancel: CancellationToken,
-    next: Option<ClaimRequest>,
+    next: Option<Arc<ClaimRequest>>,
 ) -> Option<Claim> {
     let number = claim.job.number;
     let attempt = claim.job.attempt;
@@ -66,11 +66,7 @@ pub async fn run(
         }
         Err(_panic) => JobOutcome::Retryable { error: "the handler panicked".into(), run_after: None },
     };
-    let recorded = match next {
-        Some(next) => Box::pin(store.finish_status_then_claim(number, &token, outcome, next)).await,
-        None => Box::pin(store.finish_status(number, &token, outcome)).await.map(|status| (status, None)),
-    };
-    match recorded {
+    match Box::pin(store.finish_status_then_claim(number, &token, outcome, next)).await {
         Ok((status, next)) => {
             tracing::info!(job = number, attempt, %status, "attempt ended");
             return next;

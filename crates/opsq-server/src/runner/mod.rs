@@ -87,17 +87,32 @@ enum Woke {
 /// `Store::finish_status_then_claim`): in a drain that saves a commit per job. Never
 /// once the runner is stopping, nor while its gate is closed.
 struct NextJobs {
-    request: ClaimRequest,
+    /// Shared by every attempt: asking costs a reference count, not a copy per job.
+    request: Arc<ClaimRequest>,
     shutdown: CancellationToken,
     gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl NextJobs {
-    fn request(&self) -> Option<ClaimRequest> {
+    fn request(&self) -> Option<Arc<ClaimRequest>> {
         let open = self.gate.as_ref().is_none_or(|gate| *gate.borrow());
         (open && !self.shutdown.is_cancelled() && !self.request.kinds.is_empty())
             .then(|| self.request.clone())
     }
+}
+
+/// What runs a claimed job here: its kind's handler, and a cancel token registered
+/// in `running` so a cancel request reaches it. `None` for a kind without a handler.
+fn prepare(
+    registry: &Registry,
+    running: &RunningJobs,
+    jobs_cancel: &CancellationToken,
+    claim: &opsq_store::Claim,
+) -> Option<(Arc<dyn JobHandler>, CancellationToken)> {
+    let handler = registry.get(claim.job.kind.as_str())?;
+    let cancel = jobs_cancel.child_token();
+    running.insert(claim.job.number, cancel.clone());
+    Some((handler, cancel))
 }
 
 pub struct Runner {
@@ -163,13 +178,13 @@ impl Runner {
         let mut failures = 0u32;
         let mut gate = self.gate.take();
         let next_jobs = Arc::new(NextJobs {
-            request: ClaimRequest {
+            request: Arc::new(ClaimRequest {
                 kinds: kinds.clone(),
                 limit: 1,
                 owner: self.owner.clone(),
                 lease_ms: self.config.lease.as_millis() as i64,
                 accounts: None,
-            },
+            }),
             shutdown: shutdown.clone(),
             gate: gate.clone(),
         });
@@ -255,28 +270,25 @@ impl Runner {
         next_jobs: &Arc<NextJobs>,
     ) {
         let permit = permits.clone().try_acquire_owned().ok();
-        let Some(handler) = self.registry.get(claim.job.kind.as_str()) else { return };
-        let cancel = jobs_cancel.child_token();
-        self.running.insert(claim.job.number, cancel.clone());
+        let Some(mut prepared) = prepare(&self.registry, &self.running, jobs_cancel, &claim) else { return };
         let (store, running, registry) = (self.store.clone(), self.running.clone(), self.registry.clone());
         let (next_jobs, jobs_cancel) = (next_jobs.clone(), jobs_cancel.clone());
         let lease = self.config.lease;
         tasks.spawn(async move {
-            let (mut claim, mut handler, mut cancel) = (claim, handler, cancel);
+            let mut claim = claim;
             loop {
                 let number = claim.job.number;
+                let (handler, cancel) = prepared;
                 let next =
                     attempt::run(store.clone(), handler, claim, lease, cancel, next_jobs.request()).await;
                 running.remove(number);
                 let Some(next) = next else { break };
                 // Claimed for the runner's kinds, so it has a handler.
-                let Some(next_handler) = registry.get(next.job.kind.as_str()) else {
+                let Some(next_prepared) = prepare(&registry, &running, &jobs_cancel, &next) else {
                     tracing::error!(job = next.job.number, "no handler for a job claimed for this runner");
                     break;
                 };
-                cancel = jobs_cancel.child_token();
-                running.insert(next.job.number, cancel.clone());
-                (claim, handler) = (next, next_handler);
+                (claim, prepared) = (next, next_prepared);
             }
             drop(permit);
         });

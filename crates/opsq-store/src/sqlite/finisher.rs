@@ -62,7 +62,7 @@ struct PendingSuccess {
     /// Whether the caller wants the job's row back, or only to know it was recorded.
     full: bool,
     /// The next job wanted for the caller's slot, if any (one job, whatever its limit).
-    next: Option<ClaimRequest>,
+    next: Option<Arc<ClaimRequest>>,
     reply: oneshot::Sender<Result<Recorded, StoreError>>,
 }
 
@@ -122,7 +122,7 @@ impl SqliteStore {
         lease_token: String,
         finished: rules::Finished,
         full: bool,
-        next: Option<ClaimRequest>,
+        next: Option<Arc<ClaimRequest>>,
     ) -> Result<(Option<Job>, Option<Claim>), StoreError> {
         let (reply, answer) = oneshot::channel();
         let first = {
@@ -206,7 +206,7 @@ fn claim_successors(
 ) -> Vec<Option<RawClaim>> {
     let mut claims: Vec<Option<RawClaim>> = batch.iter().map(|_| None).collect();
     // Each distinct request, with the successes that asked for it.
-    let mut wanted: Vec<(&ClaimRequest, Vec<usize>)> = Vec::new();
+    let mut wanted: Vec<(&Arc<ClaimRequest>, Vec<usize>)> = Vec::new();
     for (index, (pending, answer)) in batch.iter().zip(answers).enumerate() {
         let Some(next) = pending.next.as_ref().filter(|_| answer.is_ok()) else { continue };
         match wanted.iter_mut().find(|(request, _)| same_request(request, next)) {
@@ -215,7 +215,7 @@ fn claim_successors(
         }
     }
     for (request, asking) in wanted {
-        let request = ClaimRequest { limit: asking.len() as u32, ..request.clone() };
+        let request = ClaimRequest { limit: asking.len() as u32, ..ClaimRequest::clone(request) };
         match in_savepoint(c, || claim_rows(c, &request, now)) {
             Ok(rows) => {
                 for (index, row) in asking.into_iter().zip(rows) {
@@ -230,9 +230,11 @@ fn claim_successors(
     claims
 }
 
-/// Whether two requests claim the same jobs for the same owner, whatever their limits.
-fn same_request(a: &ClaimRequest, b: &ClaimRequest) -> bool {
-    a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts
+/// Whether two requests claim the same jobs for the same owner, whatever their limits
+/// (a runner's are one shared request).
+fn same_request(a: &Arc<ClaimRequest>, b: &Arc<ClaimRequest>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts)
 }
 
 /// The batch's single statement.

@@ -443,55 +443,42 @@ impl SqliteStore {
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
-        self.record_outcome(number, lease_token, outcome, true)
+        self.record_outcome(number, lease_token, outcome, true, None)
             .await?
+            .0
             .ok_or_else(|| StoreError::Database("a recorded outcome came back without its row".into()))
     }
 
     /// [`Self::finish`] for callers that need only the job's new status: a success
-    /// is then recorded without copying its row out of the writer thread.
+    /// is then recorded without copying its row out of the writer thread, and claims
+    /// the job for `next` in the success's batch (see `finisher`).
     pub(crate) async fn finish_status(
         &self,
         number: i64,
         lease_token: String,
         outcome: JobOutcome,
-    ) -> Result<JobStatus, StoreError> {
-        let job = self.record_outcome(number, lease_token, outcome, false).await?;
-        Ok(job.map_or(JobStatus::Succeeded, |job| job.status))
-    }
-
-    /// [`Self::finish_status`] that claims one job for `next` with a success, in the
-    /// success's batch (see `finisher`).
-    pub(crate) async fn finish_status_then_claim(
-        &self,
-        number: i64,
-        lease_token: String,
-        outcome: JobOutcome,
-        next: ClaimRequest,
+        next: Option<Arc<ClaimRequest>>,
     ) -> Result<(JobStatus, Option<Claim>), StoreError> {
-        if let JobOutcome::Succeeded(_) = outcome {
-            let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            let (_, claim) = self.finish_success(number, lease_token, finished, false, Some(next)).await?;
-            return Ok((JobStatus::Succeeded, claim));
-        }
-        Ok((self.finish_status(number, lease_token, outcome).await?, None))
+        let (job, claim) = self.record_outcome(number, lease_token, outcome, false, next).await?;
+        Ok((job.map_or(JobStatus::Succeeded, |job| job.status), claim))
     }
 
     /// Records an outcome and answers with the job as recorded, or with nothing for a
-    /// success when `full` is false.
+    /// success when `full` is false, and with the job claimed for `next` by a success.
     async fn record_outcome(
         &self,
         number: i64,
         lease_token: String,
         outcome: JobOutcome,
         full: bool,
-    ) -> Result<Option<Job>, StoreError> {
+        next: Option<Arc<ClaimRequest>>,
+    ) -> Result<(Option<Job>, Option<Claim>), StoreError> {
         // A success ends the job whatever its attempt count or a cancel request, so it
         // needs nothing read first and is recorded with the other successes waiting
         // for the writer, in one statement (see `finisher`).
         if let JobOutcome::Succeeded(_) = outcome {
             let finished = rules::finish(outcome, 0, 0, None, now_ms())?;
-            return Ok(self.finish_success(number, lease_token, finished, full, None).await?.0);
+            return self.finish_success(number, lease_token, finished, full, next).await;
         }
         let job = self
             .write(move |c| {
@@ -523,7 +510,7 @@ impl SqliteStore {
                 record_finished(c, number, &lease_token, &finished, now)
             })
             .await?;
-        Ok(Some(job.decode()?))
+        Ok((Some(job.decode()?), None))
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

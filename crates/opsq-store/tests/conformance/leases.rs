@@ -1,6 +1,8 @@
 //! Claims, leases, heartbeats, outcomes and rescue: the life of a job after it is
 //! accepted, and the fencing that keeps a lost attempt from writing.
 
+use std::sync::Arc;
+
 use opsq_domain::{JobStatus, Progress};
 use opsq_store::{now_ms, ClaimRequest, JobOutcome, Rescued, Store};
 use serde_json::json;
@@ -828,7 +830,7 @@ pub async fn successes_reported_together_each_get_their_own_answer(store: Store)
 pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
     use JobStatus::*;
     accounts(&store, &["ACME"]).await;
-    let next = || claim_request(&["t.chain"], "w-1", 5, LONG_LEASE_MS);
+    let next = || Some(Arc::new(claim_request(&["t.chain"], "w-1", 5, LONG_LEASE_MS)));
     let first = submit(&store, new_job("ACME", "t.chain")).await;
     let c1 = claim_job(&store, &first, "w-1", LONG_LEASE_MS).await;
     let second = submit(&store, new_job("ACME", "t.chain")).await;
@@ -895,7 +897,8 @@ pub async fn successes_claiming_together_each_get_their_own_next_job(store: Stor
 
     let finishing = claims.iter().map(|c| {
         let store = store.clone();
-        let next = claim_request(&["t.pair"], "w-1", 1, LONG_LEASE_MS);
+        // A request of its own for each: the batch groups equal requests, not only shared ones.
+        let next = Some(Arc::new(claim_request(&["t.pair"], "w-1", 1, LONG_LEASE_MS)));
         async move {
             store
                 .finish_status_then_claim(
