@@ -27,7 +27,7 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         let now = now_ms();
         let job = lock_job(&tx, number).await?;
-        history::write_out(&tx, &[number]).await?;
+        // Only the branches that record an entry write out the derived ones first.
         let outcome = match job.status {
             JobStatus::NotStarted | JobStatus::Resumed => {
                 let error = format!("cancelled: {reason}");
@@ -43,6 +43,7 @@ impl PostgresStore {
                     &[&number, &error, &reason, &now],
                 )
                 .await?;
+                history::write_out(&tx, &[number]).await?;
                 record_event(&tx, number, now, JobStatus::Failed, job.attempt, &error).await?;
                 CancelOutcome::Cancelled(rows::job(&row)?)
             }
@@ -57,6 +58,7 @@ impl PostgresStore {
                 )
                 .await?;
                 let message = format!("cancel requested: {reason}");
+                history::write_out(&tx, &[number]).await?;
                 record_event(&tx, number, now, JobStatus::Executing, job.attempt, &message).await?;
                 CancelOutcome::Requested(rows::job(&row)?)
             }
@@ -88,8 +90,9 @@ impl PostgresStore {
                 job.status
             )));
         }
+        // An unknown job has no derived history entries: the rescue that made it
+        // unknown wrote them out.
         let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
-        history::write_out(&tx, &[number]).await?;
         let finished_at = status.is_terminal().then_some(now);
         let percent = if status == JobStatus::Succeeded { 100 } else { i32::from(job.progress.percent) };
         let row = query_one(

@@ -15,6 +15,7 @@ use opsq_domain::{Job, JobStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use super::batcher::{shared_error, spawn_batcher};
+use super::history;
 use super::rows::{self, job_columns, JOB_COLUMN_COUNT};
 use super::{query, signals};
 use crate::types::JobOutcome;
@@ -31,8 +32,8 @@ const BATCHES_IN_FLIGHT: usize = 4;
 ///
 /// A success's entry, like its start's, is derived from the row (see [`history`]),
 /// and it keeps the lease's owner, which the start entry names. Any other outcome
-/// first writes out the entries still derived, from the row as it was before the
-/// statement (`locked`), then its own.
+/// records its own entry; its caller wrote out the derived ones first
+/// ([`finish_many`]).
 ///
 /// `$2` names each job at most once (see [`update`]), so a row finds its request's
 /// values by its position in the arrays. No join with the requests: as a join, the
@@ -55,8 +56,7 @@ const BATCHES_IN_FLIGHT: usize = 4;
 const FINISH_MANY: &str = concat!(
     "WITH locked AS (
          SELECT number AS locked_number, array_position($2::bigint[], number) AS i,
-                ($4::text[])[array_position($2::bigint[], number)] = 'succeeded' AS success,
-                derived_events AS old_derived, attempt_started_at AS old_started_at, lease_owner AS old_owner
+                ($4::text[])[array_position($2::bigint[], number)] = 'succeeded' AS success
          FROM jobs
          WHERE number = ANY($2::bigint[]) AND (status = 'executing') IS TRUE AND lease_until >= $1
            AND lease_token = ($3::text[])[array_position($2::bigint[], number)]
@@ -68,24 +68,15 @@ const FINISH_MANY: &str = concat!(
                 finished_at = ($9::bigint[])[i],
                 percent = CASE WHEN success THEN 100 ELSE percent END,
                 lease_owner = CASE WHEN success THEN lease_owner END, lease_token = NULL, lease_until = NULL,
-                derived_events = CASE WHEN success THEN derived_events | 4 ELSE 0 END
+                derived_events = derived_events | CASE WHEN success THEN 4 ELSE 0 END
          FROM locked
          WHERE number = locked_number
          RETURNING ",
     job_columns!(),
-    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message, success, old_derived, old_started_at,
-        old_owner
+    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message, success
      ), recorded AS (
          INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT d.number, e.at, e.status, e.attempt, e.message
-         FROM done d
-         CROSS JOIN LATERAL (VALUES (1, d.created_at, 'notStarted', 0, 'accepted'),
-                                    (2, d.old_started_at, 'executing', d.attempt,
-                                     'attempt ' || d.attempt || ' started by ' || d.old_owner),
-                                    (4, $1, d.status, d.attempt, d.in_message))
-             AS e(bit, at, status, attempt, message)
-         WHERE NOT d.success AND (e.bit = 4 OR d.old_derived & e.bit <> 0)
-         ORDER BY d.number, e.bit
+         SELECT number, $1, status, attempt, in_message FROM done WHERE NOT success
      )
      SELECT ",
     job_columns!(),
@@ -195,7 +186,18 @@ async fn finish_many(
             }
             _ => Err(StoreError::LeaseLost(number)),
         })
+        .collect::<Vec<Planned>>();
+    // The derived history entries of the jobs whose outcome records an entry of its
+    // own go first (see `history`); the locking read above holds their rows.
+    let recording: Vec<i64> = planned
+        .iter()
+        .flatten()
+        .filter(|(_, _, finished)| finished.status != JobStatus::Succeeded)
+        .map(|(number, _, _)| *number)
         .collect();
+    if !recording.is_empty() {
+        history::write_out(&tx, &recording).await?;
+    }
     let results = update(&tx, planned, now).await?;
     let retry_now =
         results.iter().flatten().any(|job| job.status == JobStatus::Resumed && job.run_after <= now);

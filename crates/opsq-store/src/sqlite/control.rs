@@ -21,7 +21,7 @@ impl SqliteStore {
         self.write(move |c| {
             let now = now_ms();
             let job = load(c, number)?;
-            history::write_out(c, number)?;
+            // Only the branches that record an entry write out the derived ones first.
             match job.status {
                 JobStatus::NotStarted | JobStatus::Resumed => {
                     let error = format!("cancelled: {reason}");
@@ -31,6 +31,7 @@ impl SqliteStore {
                          WHERE number = ?1",
                         params![number, error, reason, now],
                     )?;
+                    history::write_out(c, number)?;
                     history::record(c, number, now, JobStatus::Failed, job.attempt, &error)?;
                     Ok(CancelOutcome::Cancelled(load(c, number)?))
                 }
@@ -40,6 +41,7 @@ impl SqliteStore {
                             "UPDATE jobs SET cancel_requested = 1, cancel_reason = ?2 WHERE number = ?1",
                             params![number, reason],
                         )?;
+                        history::write_out(c, number)?;
                         history::record(c, number, now, JobStatus::Executing, job.attempt, &format!("cancel requested: {reason}"))?;
                     }
                     Ok(CancelOutcome::Requested(load(c, number)?))
@@ -66,8 +68,9 @@ impl SqliteStore {
                     job.status
                 )));
             }
+            // An `unknown` job has no derived history entries: the rescue that made it
+            // unknown wrote them out.
             let (status, result, error, description) = rules::resolve(&resolution, job.error.clone())?;
-            history::write_out(c, number)?;
             let finished_at = status.is_terminal().then_some(now);
             let percent = if status == JobStatus::Succeeded { 100 } else { job.progress.percent as i64 };
             c.execute(

@@ -17,6 +17,8 @@
 //! transition that writes the entries out (an outcome, a rescue), before the next
 //! claim.
 
+use std::sync::LazyLock;
+
 use opsq_domain::{JobEvent, JobStatus};
 use rusqlite::{params, Connection};
 
@@ -31,33 +33,51 @@ pub(super) const STARTED: i64 = 2;
 /// The current attempt's success is still only in its row.
 pub(super) const SUCCEEDED: i64 = 4;
 
-/// The entries still derived for the jobs `filter` selects, as rows of the table
-/// (`job, at, status, attempt, message`) plus `seq`, their order within a job.
-fn derived_entries(filter: &str) -> String {
+/// The entries still derived for job `?1`, as rows of the table (`job, at, status,
+/// attempt, message`) plus `seq`, their order; `?2` is the success's message.
+fn derived_entries() -> String {
     format!(
         "SELECT number AS job, 1 AS seq, created_at AS at, 'notStarted' AS status, 0 AS attempt,
                 'accepted' AS message
-         FROM jobs WHERE {filter} AND derived_events & {ACCEPTED}
+         FROM jobs WHERE number = ?1 AND derived_events & {ACCEPTED}
          UNION ALL
          SELECT number, 2, attempt_started_at, 'executing', attempt,
                 'attempt ' || attempt || ' started by ' || lease_owner
-         FROM jobs WHERE {filter} AND derived_events & {STARTED}
+         FROM jobs WHERE number = ?1 AND derived_events & {STARTED}
          UNION ALL
-         SELECT number, 3, finished_at, 'succeeded', attempt, '{SUCCEEDED_MESSAGE}'
-         FROM jobs WHERE {filter} AND derived_events & {SUCCEEDED}"
+         SELECT number, 3, finished_at, 'succeeded', attempt, ?2
+         FROM jobs WHERE number = ?1 AND derived_events & {SUCCEEDED}"
     )
 }
+
+/// Copies job `?1`'s derived entries into the table, in order (`?2`: see
+/// [`derived_entries`]).
+static WRITE_OUT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO job_events (job, at, status, attempt, message)
+         SELECT job, at, status, attempt, message FROM ({}) ORDER BY seq",
+        derived_entries()
+    )
+});
+
+/// Job `?1`'s whole history, oldest first: the table's entries, then the derived ones
+/// (`?2`: see [`derived_entries`]).
+static READ: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT at, status, attempt, message FROM (
+             SELECT 0 AS part, id AS seq, at, status, attempt, message FROM job_events WHERE job = ?1
+             UNION ALL
+             SELECT 1, seq, at, status, attempt, message FROM ({}))
+         ORDER BY part, seq",
+        derived_entries()
+    )
+});
 
 /// Writes job `number`'s derived entries into the table, in order, and marks them
 /// written; called before any transition that records an entry of its own or
 /// rewrites what the derived ones are read from (the attempt's owner).
 pub(super) fn write_out(c: &Connection, number: i64) -> Result<(), StoreError> {
-    c.prepare_cached(&format!(
-        "INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT job, at, status, attempt, message FROM ({}) ORDER BY seq",
-        derived_entries("number = ?1")
-    ))?
-    .execute([number])?;
+    c.prepare_cached(&WRITE_OUT)?.execute(params![number, SUCCEEDED_MESSAGE])?;
     c.prepare_cached("UPDATE jobs SET derived_events = 0 WHERE number = ?1 AND derived_events <> 0")?
         .execute([number])?;
     Ok(())
@@ -65,15 +85,8 @@ pub(super) fn write_out(c: &Connection, number: i64) -> Result<(), StoreError> {
 
 /// A job's whole history, oldest first: the table's entries, then the derived ones.
 pub(super) fn read(c: &Connection, number: i64) -> rusqlite::Result<Vec<JobEvent>> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT at, status, attempt, message FROM (
-             SELECT 0 AS part, id AS seq, at, status, attempt, message FROM job_events WHERE job = ?1
-             UNION ALL
-             SELECT 1, seq, at, status, attempt, message FROM ({}))
-         ORDER BY part, seq",
-        derived_entries("number = ?1")
-    ))?;
-    let events = stmt.query_map([number], |r| {
+    let mut stmt = c.prepare_cached(&READ)?;
+    let events = stmt.query_map(params![number, SUCCEEDED_MESSAGE], |r| {
         Ok(JobEvent {
             at: r.get(0)?,
             status: status_at(r, 1)?,
