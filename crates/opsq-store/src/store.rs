@@ -277,9 +277,9 @@ impl Store {
     /// status. `next` is shared: a runner asks the same for every job.
     ///
     /// On the embedded store the claim is made in the success's own transaction: a
-    /// runner that keeps its slot busy this way spends one commit per job where a
-    /// success and then a claim for the freed slot took two. PostgreSQL records the
-    /// outcome only and answers no claim; so does a failure on either store.
+    /// runner that keeps its slot busy this way needs no transaction of its own to
+    /// claim for the slot a success freed. PostgreSQL records the outcome only and
+    /// answers no claim; so does a failure on either store.
     pub async fn finish_status_then_claim(
         &self,
         number: i64,

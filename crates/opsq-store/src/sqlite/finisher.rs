@@ -14,7 +14,8 @@
 //! [`SqliteStore::finish_status_then_claim`]): the batch then claims those jobs too,
 //! one statement per kind of request, in the same transaction. In a drain the
 //! in-process runner otherwise waited for the success's commit, then claimed for the
-//! slots it freed in a transaction of its own: two commits per job.
+//! slots it freed in a transaction of its own; with the claim in the success's, a
+//! 60,000-job drain synced the WAL about half as often (bench/RESULTS.md, step 30).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};

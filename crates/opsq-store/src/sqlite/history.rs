@@ -4,8 +4,8 @@
 //! A job's acceptance, the start of its current attempt and that attempt's success
 //! say nothing the job row does not already hold (`created_at`; `attempt`,
 //! `attempt_started_at` and `lease_owner`; `finished_at`). Writing them as rows cost
-//! the writer thread, the embedded store's one bottleneck, about a quarter of its CPU
-//! per job in a drain (bench/RESULTS.md, layout probe `no-history`). So those three
+//! the writer thread, the embedded store's one bottleneck, 14-21% of its CPU per job
+//! in a drain (bench/RESULTS.md, step 28). So those three
 //! are left in the row, and `jobs.derived_events` marks which of them are not in the
 //! table yet ([`ACCEPTED`], [`STARTED`], [`SUCCEEDED`]).
 //!
