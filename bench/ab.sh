@@ -76,6 +76,18 @@ server_ticks() {
   cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0
 }
 
+# CPU ticks (user + system) of the external worker processes, or 0 in process: a
+# worker's own cost per job, which the server's CPU does not show.
+worker_ticks() {
+  [[ "$MODE" == external ]] || { echo 0; return; }
+  local pid total=0 t
+  for pid in "${workers[@]}"; do
+    t=$(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
 # CPU ticks (user + system) of the server's SQLite writer thread, or 0.
 writer_ticks() {
   local pid t
@@ -118,7 +130,7 @@ wait_for_lines() {
 }
 
 run_once() {
-  local label=$1 server=$2 ticks0 ticks1 all0 all1 pg0 pg1
+  local label=$1 server=$2 ticks0 ticks1 all0 all1 pg0 pg1 wk1
   export OPSQ_BENCH_SERVER=$server
   : >"$PB_RESULTS"
   fresh_database
@@ -129,17 +141,19 @@ run_once() {
       ticks0=$(writer_ticks) all0=$(server_ticks) pg0=$(pg_backend_ticks)
       start_workers
       wait_for_lines "$N" 300
-      ticks1=$(writer_ticks) all1=$(server_ticks) pg1=$(pg_backend_ticks)
+      ticks1=$(writer_ticks) all1=$(server_ticks) pg1=$(pg_backend_ticks) wk1=$(worker_ticks)
       stop_workers
       python3 - "$PB_RESULTS" "$label" "$((ticks1 - ticks0))" "$(getconf CLK_TCK)" "$((all1 - all0))" \
-        "$(pg_ticks_between "$pg0" "$pg1")" <<'PY'
+        "$(pg_ticks_between "$pg0" "$pg1")" "$wk1" <<'PY'
 import sys
 path, label, ticks, hz, all_ticks, pg_ticks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+worker_ticks = int(sys.argv[7])
 picked = [float(line.split()[3]) for line in open(path) if line.strip()]
 drain = len(picked) / ((max(picked) - min(picked)) / 1000)
 cpu = f"  writer CPU {ticks / hz * 1e6 / len(picked):.1f} us/job" if ticks else ""
 cpu += f"  server CPU {all_ticks / hz * 1e6 / len(picked):.1f} us/job" if all_ticks else ""
 cpu += f"  PostgreSQL backends CPU {pg_ticks / hz * 1e6 / len(picked):.1f} us/job" if pg_ticks else ""
+cpu += f"  worker processes CPU {worker_ticks / hz * 1e6 / len(picked):.1f} us/job" if worker_ticks else ""
 print(f"{label}  W1 jobs={len(picked)} drain={drain:.0f} jobs/s{cpu}")
 PY
       ;;

@@ -10,7 +10,7 @@ use crate::{
         StatusResponse,
     },
     CancelOutcome, ClaimRequest, ClaimedJob, ClientError, FailRequest, HeartbeatAck, Job, JobList,
-    JobProgress, JobQuery, LoginResponse, Result, Submission, SubmitRequest,
+    JobProgress, JobQuery, LoginResponse, ReportRequest, ReportResponse, Result, Submission, SubmitRequest,
 };
 
 /// How long to wait for a TCP/TLS connection: long enough for a busy server, short
@@ -210,6 +210,16 @@ impl Client {
         let body = FailBody { lease_token, failure };
         let (_, job) = self.send(Method::POST, url, Some(&body), None).await?;
         Ok(job)
+    }
+
+    /// `POST /v2/workers/report`: records many outcomes in one call and claims jobs
+    /// for the slots they freed. Each outcome is answered on its own (a lost lease is
+    /// that outcome's `recorded: false` with 409, not the call's error). Servers older
+    /// than this call answer 404.
+    pub async fn report(&self, request: &ReportRequest) -> Result<ReportResponse> {
+        let url = self.url(&["v2", "workers", "report"]);
+        let (_, answer) = self.send(Method::POST, url, Some(request), None).await?;
+        Ok(answer)
     }
 
     /// The base URL with `segments` appended, each percent-encoded, so an id or alias

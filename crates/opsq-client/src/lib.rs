@@ -23,7 +23,8 @@ pub use error::ClientError;
 pub use opsq_domain::JobStatus;
 pub use types::{
     CancelOutcome, ClaimRequest, ClaimedJob, FailRequest, HeartbeatAck, Job, JobEvent, JobList, JobProgress,
-    JobQuery, Link, LoginResponse, Submission, SubmitRequest,
+    JobQuery, Link, LoginResponse, ReportRequest, ReportResponse, ReportedAnswer, ReportedOutcome,
+    Submission, SubmitRequest,
 };
 
 /// The result of every client call.

@@ -286,6 +286,79 @@ pub struct FailRequest {
     pub retry_after_seconds: Option<u64>,
 }
 
+/// One attempt's end in a [`ReportRequest`]: a success with its result, or a failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedOutcome {
+    /// The job's status id, as claimed.
+    pub id: String,
+    /// The attempt's lease token, as claimed.
+    pub lease_token: String,
+    /// The result of a success (`null` when it has none); absent for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// How the attempt failed; `None` for a success.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailRequest>,
+}
+
+impl ReportedOutcome {
+    /// A success with `result`.
+    pub fn succeeded(id: &str, lease_token: &str, result: serde_json::Value) -> Self {
+        Self { id: id.to_string(), lease_token: lease_token.to_string(), result: Some(result), failure: None }
+    }
+
+    /// A failure.
+    pub fn failed(id: &str, lease_token: &str, failure: FailRequest) -> Self {
+        Self {
+            id: id.to_string(),
+            lease_token: lease_token.to_string(),
+            result: None,
+            failure: Some(failure),
+        }
+    }
+}
+
+/// `POST /v2/workers/report`: outcomes, many to a call, and optionally a claim for the
+/// slots they freed (answered without waiting).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportRequest {
+    /// At most 100.
+    pub outcomes: Vec<ReportedOutcome>,
+    /// The jobs wanted next; its `wait_seconds` must be `None` (a report never waits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimRequest>,
+}
+
+/// How one outcome of a report went.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportedAnswer {
+    /// The job's status id, as sent.
+    pub id: String,
+    /// Whether the outcome was recorded; when not, `http_status` and `message` say
+    /// why, as `complete` or `fail` would have answered (409: the lease is lost).
+    pub recorded: bool,
+    /// The job's status after a recorded outcome (`succeeded`, `resumed`, `failed`).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The HTTP status the outcome would have got on its own.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// Why the outcome was not recorded.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The answer to a [`ReportRequest`]: one answer per outcome, in order, and the jobs
+/// claimed (leased as by a claim).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportResponse {
+    pub outcomes: Vec<ReportedAnswer>,
+    pub jobs: Vec<ClaimedJob>,
+}
+
 /// What a cancel did. A cancel that could not be done (the job already ended, or its
 /// outcome is unknown) is a [`ClientError::Api`](crate::ClientError::Api) with status 409.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,6 +30,7 @@
 
 mod context;
 mod handler;
+mod reporter;
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -38,7 +39,7 @@ use std::{
 
 use serde_json::Value;
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{mpsc, OwnedSemaphorePermit, Semaphore},
     task::{JoinError, JoinSet},
     time::{sleep, sleep_until, timeout, Instant},
 };
@@ -47,6 +48,7 @@ pub use tokio_util::sync::CancellationToken;
 use context::JobShared;
 pub use context::{StopReason, WorkContext};
 pub use handler::{handler_fn, FnHandler, Handler, WorkError};
+use reporter::{NextJob, Pending, Reporter};
 
 use crate::{ClaimRequest, ClaimedJob, Client, ClientError, FailRequest};
 
@@ -152,6 +154,34 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let mut failures: u32 = 0;
         let mut refused: Option<ClientError> = None;
+        // Outcomes go to the reporter, which sends them many to a call and hands the
+        // jobs its reports claim back here, with the slots they fill.
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel::<Pending>();
+        let (next_jobs, mut next_rx) = mpsc::unbounded_channel::<NextJob>();
+        let reporter = tokio::spawn(
+            Reporter {
+                client: self.client.clone(),
+                claim: ClaimRequest {
+                    kinds: config.kinds.clone(),
+                    limit: None,
+                    wait_seconds: None,
+                    worker_id: (!config.worker_id.is_empty()).then(|| config.worker_id.clone()),
+                },
+                shutdown: shutdown.clone(),
+                next_jobs,
+            }
+            .run(outcomes_rx),
+        );
+        let start = |tasks: &mut JoinSet<()>, claimed: ClaimedJob, permit: Option<OwnedSemaphorePermit>| {
+            let run = JobRun {
+                client: self.client.clone(),
+                claimed,
+                stop_jobs: stop_jobs.clone(),
+                outcomes: outcomes.clone(),
+                _permit: permit,
+            };
+            tasks.spawn(run.run(handler.clone()));
+        };
         tracing::info!(
             server = self.client.server(),
             kinds = ?config.kinds,
@@ -167,6 +197,10 @@ impl Worker {
             let first = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some((claimed, permit)) = next_rx.recv() => {
+                    start(&mut tasks, claimed, permit);
+                    continue;
+                }
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
@@ -187,11 +221,18 @@ impl Worker {
             };
             // A claim cut short by shutdown may have claimed jobs whose answer is then
             // dropped: they are not lost, the server rescues them when the lease ends.
-            let answer = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                answer = self.client.claim(&request) => answer,
+            // While the claim waits, jobs claimed by reports still start.
+            let claim = self.client.claim(&request);
+            tokio::pin!(claim);
+            let answer = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break None,
+                    Some((claimed, permit)) = next_rx.recv() => start(&mut tasks, claimed, permit),
+                    answer = &mut claim => break Some(answer),
+                }
             };
+            let Some(answer) = answer else { break };
             match answer {
                 Ok(jobs) => {
                     failures = 0;
@@ -205,13 +246,7 @@ impl Worker {
                             attempt = claimed.job.attempt,
                             "claimed"
                         );
-                        let run = JobRun {
-                            client: self.client.clone(),
-                            claimed,
-                            stop_jobs: stop_jobs.clone(),
-                            _permit: permit,
-                        };
-                        tasks.spawn(run.run(handler.clone()));
+                        start(&mut tasks, claimed, permit);
                     }
                 }
                 Err(err) if err.is_transient() => {
@@ -230,7 +265,17 @@ impl Worker {
                 }
             }
         }
+        // Jobs a report claimed that never started are handed back unstarted.
+        next_rx.close();
+        while let Ok((claimed, permit)) = next_rx.try_recv() {
+            let _ = outcomes.send(Pending::hand_back(claimed, permit));
+        }
         drain(&mut tasks, config.shutdown_grace, &stop_jobs).await;
+        // Every job has sent its outcome: the reporter ends once they are all reported.
+        drop(outcomes);
+        if let Err(err) = reporter.await {
+            tracing::error!(error = %err, "the outcome reporter ended abnormally");
+        }
         tracing::info!("worker stopped");
         match refused {
             Some(err) => Err(WorkerError::Claim(err)),
@@ -370,13 +415,15 @@ struct JobRun {
     client: Client,
     claimed: ClaimedJob,
     stop_jobs: CancellationToken,
+    /// Where the outcome goes to be reported.
+    outcomes: mpsc::UnboundedSender<Pending>,
     /// Held until the job is reported, so the worker claims a replacement only then.
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl JobRun {
     async fn run<H: Handler>(self, handler: Arc<H>) {
-        let JobRun { client, claimed, stop_jobs, _permit } = self;
+        let JobRun { client, claimed, stop_jobs, outcomes, _permit: permit } = self;
         let ClaimedJob { job, lease_token, lease_seconds, .. } = claimed;
         let id = job.id.clone();
         let lease = Arc::new(LeaseClock::new(Instant::now(), lease_seconds));
@@ -429,7 +476,14 @@ impl JobRun {
 
         match decide(result, shared.stop_reason()) {
             None => tracing::warn!(job = %id, "the lease was lost: this attempt's outcome is dropped"),
-            Some(report) => send_report(&client, &id, &lease_token, report, &lease).await,
+            Some(report) => {
+                // The slot stays taken until the outcome is recorded.
+                let pending = Pending { id, lease_token, report, lease, permit };
+                if let Err(mpsc::error::SendError(pending)) = outcomes.send(pending) {
+                    send_report(&client, &pending.id, &pending.lease_token, pending.report, &pending.lease)
+                        .await;
+                }
+            }
         }
     }
 }

@@ -11,6 +11,12 @@ pub fn iso_date(ms: Millis) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A JSON object of `fields`, moved in. `json!` takes an expression by reference and
+/// serializes it again, a deep copy of every job already rendered into a list.
+pub fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(key, value)| (key.to_string(), value)).collect())
+}
+
 /// The `status` link the real API returns for a queued job; the alias is lower-cased
 /// as in recorded traffic.
 pub fn status_link(alias: &AccountAlias, job: &Job) -> Value {

@@ -213,6 +213,13 @@ impl Store {
         matches!(&*self.backend, Backend::Postgres(_))
     }
 
+    /// Whether [`Self::finish_status_then_claim`] claims the next job with a success
+    /// (the embedded store), so a success that comes back without one means nothing
+    /// waited; elsewhere the caller claims on its own.
+    pub fn claims_next_with_success(&self) -> bool {
+        matches!(&*self.backend, Backend::Sqlite(_))
+    }
+
     pub async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
         dispatch_read!(self, s => s.job(number))
     }

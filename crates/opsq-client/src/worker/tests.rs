@@ -32,6 +32,11 @@ struct Script {
     report_failures: u32,
     /// Answer claims with 401.
     refuse_claims: bool,
+    /// Serve `/v2/workers/report`; without it the worker falls back to one call per
+    /// outcome, as against a server older than the call (every other test).
+    reports: bool,
+    /// Jobs handed out by reports' claims.
+    from_reports: usize,
     /// Every call: (action, job id, body).
     calls: Vec<(String, String, Value)>,
 }
@@ -95,12 +100,39 @@ async fn action(
     (StatusCode::OK, Json(job))
 }
 
+/// Records every outcome, and claims for the report as `claim` would, without waiting.
+async fn report(State(fake): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let mut script = lock(&fake);
+    script.calls.push(("report".into(), String::new(), body.clone()));
+    let outcomes: Vec<Value> = body["outcomes"]
+        .as_array()
+        .map(|outcomes| {
+            outcomes
+                .iter()
+                .map(|o| {
+                    let status = if o.get("error").is_some() { "failed" } else { "succeeded" };
+                    json!({"id": o["id"], "recorded": true, "status": status})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let limit = body["claim"]["limit"].as_u64().unwrap_or(0) as usize;
+    let take = limit.min(script.jobs.len());
+    let jobs: Vec<Value> = script.jobs.drain(..take).collect();
+    script.from_reports += jobs.len();
+    (StatusCode::OK, Json(json!({"outcomes": outcomes, "jobs": jobs})))
+}
+
 async fn start(script: Script) -> (Fake, Client) {
+    let reports = script.reports;
     let fake: Fake = Arc::new(Mutex::new(script));
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/v2/workers/claim", post(claim))
-        .route("/v2/workers/jobs/{id}/{action}", post(action))
-        .with_state(fake.clone());
+        .route("/v2/workers/jobs/{id}/{action}", post(action));
+    if reports {
+        app = app.route("/v2/workers/report", post(report));
+    }
+    let app = app.with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -350,4 +382,43 @@ fn config_is_bounded_and_the_default_id_names_the_process() {
     assert!(default_worker_id().ends_with(&format!("/pid-{}", std::process::id())));
     let many = WorkerConfig { kinds: vec!["a".into(); 51], ..WorkerConfig::default() };
     assert!(many.validated().is_err());
+}
+
+#[tokio::test]
+async fn outcomes_go_out_in_reports_that_claim_the_slots_they_free() {
+    let ids: Vec<String> = (1..=6).map(|n| format!("wa1-{n}")).collect();
+    let script =
+        Script { jobs: ids.iter().map(|id| job_json(id, 30)).collect(), reports: true, ..Script::default() };
+    let (fake, client) = start(script).await;
+    let handler = handler_fn(|job: crate::Job, _ctx: WorkContext| async move { Ok(json!({"ran": job.id})) });
+    let all_reported = |script: &Script| {
+        let sent: usize = actions(&script.calls, "report")
+            .iter()
+            .map(|r| r["outcomes"].as_array().map_or(0, Vec::len))
+            .sum();
+        sent == 6
+    };
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, all_reported).await;
+    assert!(actions(&calls, "complete").is_empty() && actions(&calls, "fail").is_empty(), "{calls:?}");
+    let mut reported: Vec<String> = Vec::new();
+    for report in actions(&calls, "report") {
+        let outcomes = report["outcomes"].as_array().unwrap();
+        for outcome in outcomes {
+            let id = outcome["id"].as_str().unwrap();
+            assert_eq!(outcome["leaseToken"], format!("lease-{id}"));
+            assert_eq!(outcome["result"], json!({"ran": id}));
+            reported.push(id.to_string());
+        }
+        // A report asks for no more jobs than its outcomes free slots, and never waits.
+        if let Some(claim) = report.get("claim") {
+            assert!(claim["limit"].as_u64().unwrap() as usize <= outcomes.len(), "{report}");
+            assert_eq!((&claim["kinds"], &claim["workerId"]), (&json!(["test.*"]), &json!("test/1")));
+            assert!(claim.get("waitSeconds").is_none(), "{report}");
+        }
+    }
+    reported.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(reported, want, "every job reported once");
+    assert!(lock(&fake).from_reports > 0, "jobs came with reports, not only with claims: {calls:?}");
 }

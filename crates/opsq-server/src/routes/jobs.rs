@@ -18,7 +18,7 @@ use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
-use crate::render::{job_href, job_json};
+use crate::render::{job_href, job_json, object};
 use crate::state::{apply_kind_defaults, AppState};
 
 const MAX_TITLE_CHARS: usize = 500;
@@ -109,7 +109,7 @@ pub async fn submit_batch(
             SubmitOutcome::KeyConflict(job) => json!({"error": key_conflict(job).to_string()}),
         })
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({ "jobs": answers }))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(object([("jobs", Value::Array(answers))]))).into_response())
 }
 
 fn key_conflict(job: &opsq_domain::Job) -> ApiError {
@@ -272,10 +272,10 @@ pub async fn list_jobs(
         })
         .await?;
     let next = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.number)).flatten();
-    Ok(Json(json!({
-        "items": jobs.iter().map(|j| job_json(&alias, j, None)).collect::<Vec<_>>(),
-        "nextBefore": next,
-    })))
+    Ok(Json(object([
+        ("items", jobs.iter().map(|j| job_json(&alias, j, None)).collect()),
+        ("nextBefore", next.into()),
+    ])))
 }
 
 #[derive(Debug, Deserialize)]

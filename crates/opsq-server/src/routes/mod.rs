@@ -6,6 +6,7 @@ mod jobs;
 mod login;
 mod servers;
 mod status;
+mod worker_report;
 mod workers;
 
 use axum::extract::rejection::PathRejection;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/operations/{alias}/jobs/{status_id}", get(jobs::get_job))
         .route("/v2/operations/{alias}/jobs/{status_id}/cancel", post(jobs::cancel_job))
         .route("/v2/workers/claim", post(workers::claim))
+        .route("/v2/workers/report", post(worker_report::report))
         .route("/v2/workers/jobs/{status_id}/heartbeat", post(workers::heartbeat))
         .route("/v2/workers/jobs/{status_id}/complete", post(workers::complete))
         .route("/v2/workers/jobs/{status_id}/fail", post(workers::fail))

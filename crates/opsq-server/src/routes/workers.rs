@@ -19,14 +19,14 @@ use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
-use crate::render::{iso_date, job_json};
+use crate::render::{iso_date, job_json, object};
 use crate::state::AppState;
 
 const MAX_WAIT_SECS: u64 = 30;
 const MAX_CLAIM: u32 = 100;
 const MAX_PATTERNS: usize = 50;
 
-fn require_worker(caller: &Caller) -> ApiResult<()> {
+pub(super) fn require_worker(caller: &Caller) -> ApiResult<()> {
     if caller.roles.can_work() {
         Ok(())
     } else {
@@ -39,10 +39,10 @@ fn require_worker(caller: &Caller) -> ApiResult<()> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ClaimBody {
+pub(super) struct ClaimBody {
     kinds: Vec<String>,
     limit: Option<u32>,
-    wait_seconds: Option<u64>,
+    pub(super) wait_seconds: Option<u64>,
     /// A name for logs and job history, e.g. the host and process.
     worker_id: Option<String>,
 }
@@ -50,33 +50,8 @@ struct ClaimBody {
 pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
     require_worker(&caller)?;
     let request: ClaimBody = body.json("request")?;
-    if request.kinds.is_empty() || request.kinds.len() > MAX_PATTERNS {
-        return Err(ApiError::BadRequest(format!("kinds must list 1 to {MAX_PATTERNS} kinds or globs")));
-    }
-    if let Some(bad) = request.kinds.iter().find(|k| !JobKind::is_valid_pattern(k)) {
-        let shown: String = bad.chars().take(40).collect();
-        return Err(ApiError::BadRequest(format!("kind pattern {shown:?} is invalid")));
-    }
-    let limit = request.limit.unwrap_or(1);
-    if !(1..=MAX_CLAIM).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be from 1 to {MAX_CLAIM}")));
-    }
     let wait = Duration::from_secs(request.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECS));
-    let worker_id: String =
-        request.worker_id.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect();
-    let owner = if worker_id.is_empty() {
-        format!("worker:{}", caller.username)
-    } else {
-        format!("worker:{}/{worker_id}", caller.username)
-    };
-    let accounts = state.subtree(&caller.account).await?;
-    let claim_request = ClaimRequest {
-        kinds: request.kinds,
-        limit,
-        owner,
-        lease_ms: state.config.default_lease_ms,
-        accounts: Some(accounts),
-    };
+    let claim_request = claim_request(&state, &caller, request).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut wakeups = state.wakeup.subscribe();
     let mut offer = ClaimOffer::for_request(&claim_request);
@@ -94,8 +69,44 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     }
 }
 
-fn claimed(claims: &[Claim]) -> Json<Value> {
-    let jobs: Vec<Value> = claims
+/// Checks a claim's kinds and limit and turns it into the store's request, leased to
+/// the caller (and its worker id) over the caller's account subtree. Its wait is the
+/// caller's business.
+pub(super) async fn claim_request(
+    state: &AppState,
+    caller: &Caller,
+    request: ClaimBody,
+) -> ApiResult<ClaimRequest> {
+    if request.kinds.is_empty() || request.kinds.len() > MAX_PATTERNS {
+        return Err(ApiError::BadRequest(format!("kinds must list 1 to {MAX_PATTERNS} kinds or globs")));
+    }
+    if let Some(bad) = request.kinds.iter().find(|k| !JobKind::is_valid_pattern(k)) {
+        let shown: String = bad.chars().take(40).collect();
+        return Err(ApiError::BadRequest(format!("kind pattern {shown:?} is invalid")));
+    }
+    let limit = request.limit.unwrap_or(1);
+    if !(1..=MAX_CLAIM).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be from 1 to {MAX_CLAIM}")));
+    }
+    let worker_id: String =
+        request.worker_id.unwrap_or_default().chars().filter(|c| !c.is_control()).take(100).collect();
+    let owner = if worker_id.is_empty() {
+        format!("worker:{}", caller.username)
+    } else {
+        format!("worker:{}/{worker_id}", caller.username)
+    };
+    let accounts = state.subtree(&caller.account).await?;
+    Ok(ClaimRequest {
+        kinds: request.kinds,
+        limit,
+        owner,
+        lease_ms: state.config.default_lease_ms,
+        accounts: Some(accounts),
+    })
+}
+
+pub(super) fn claimed_json(claims: &[Claim]) -> Vec<Value> {
+    claims
         .iter()
         .map(|claim| {
             let mut job = job_json(&claim.job.account, &claim.job, None);
@@ -104,8 +115,11 @@ fn claimed(claims: &[Claim]) -> Json<Value> {
             job["leaseSeconds"] = json!(lease_seconds(claim.lease_until));
             job
         })
-        .collect();
-    Json(json!({ "jobs": jobs }))
+        .collect()
+}
+
+fn claimed(claims: &[Claim]) -> Json<Value> {
+    Json(object([("jobs", Value::Array(claimed_json(claims)))]))
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,17 +224,23 @@ pub async fn fail(
     body: RawBody,
 ) -> ApiResult<Json<Value>> {
     let (request, number, account): (FailBody, _, _) = job_call(&state, &caller, &status_id, &body).await?;
-    let error: String = request.error.chars().take(4000).collect();
-    let outcome = if request.retryable.unwrap_or(true) {
-        let run_after =
-            request.retry_after_seconds.map(|secs| opsq_store::now_ms() + secs.min(24 * 3600) as i64 * 1000);
-        JobOutcome::Retryable { error, run_after }
-    } else {
-        JobOutcome::Fatal(error)
-    };
+    let outcome = failure(&request.error, request.retryable, request.retry_after_seconds);
     let job = state.store.finish(number, &request.lease_token, outcome).await?;
     if job.status.is_claimable() {
         state.wakeup.notify();
     }
     Ok(Json(job_json(&account, &job, None)))
+}
+
+/// A reported failure as the store records it: retryable unless said otherwise, the
+/// message cut to 4,000 characters, a requested pause capped at a day.
+pub(super) fn failure(error: &str, retryable: Option<bool>, retry_after_seconds: Option<u64>) -> JobOutcome {
+    let error: String = error.chars().take(4000).collect();
+    if retryable.unwrap_or(true) {
+        let run_after =
+            retry_after_seconds.map(|secs| opsq_store::now_ms() + secs.min(24 * 3600) as i64 * 1000);
+        JobOutcome::Retryable { error, run_after }
+    } else {
+        JobOutcome::Fatal(error)
+    }
 }

@@ -9,3 +9,4 @@ mod servers;
 mod status;
 mod v1;
 mod worker_dispatch;
+mod worker_report;

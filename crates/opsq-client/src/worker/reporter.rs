@@ -1,0 +1,229 @@
+//! Sends a worker's outcomes many to a call (`POST /v2/workers/report`), each call also
+//! claiming jobs for the slots its outcomes free.
+//!
+//! One call per outcome plus a claim per freed slot made a worker running short jobs
+//! cost the server several HTTP requests per job; a report carries everything that
+//! finished while the previous report was in flight, so under load the calls per job
+//! fall with the load, and when idle an outcome still goes out at once. A server
+//! without the call (404 or 405: older than it) gets one `complete` or `fail` per
+//! outcome from then on, as before.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use tokio::{
+    sync::{mpsc, OwnedSemaphorePermit},
+    time::{sleep, Instant},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{backoff, send_report, LeaseClock, Report};
+use crate::{ClaimRequest, ClaimedJob, Client, FailRequest, ReportRequest, ReportResponse, ReportedOutcome};
+
+/// The most outcomes one report carries (the server's limit).
+pub(super) const MAX_REPORT: usize = 100;
+
+/// A finished attempt waiting to be reported, with the slot it holds until then.
+pub(super) struct Pending {
+    pub(super) id: String,
+    pub(super) lease_token: String,
+    pub(super) report: Report,
+    pub(super) lease: Arc<LeaseClock>,
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Pending {
+    /// A job claimed after shutdown began: handed back unstarted, as a retryable
+    /// failure, so it runs again elsewhere at once instead of when its lease ends.
+    pub(super) fn hand_back(claimed: ClaimedJob, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Pending {
+            id: claimed.job.id,
+            lease: Arc::new(LeaseClock::new(Instant::now(), claimed.lease_seconds)),
+            lease_token: claimed.lease_token,
+            report: Report::Fail(FailRequest {
+                error: "worker shutting down: not started".into(),
+                retryable: true,
+                retry_after_seconds: None,
+            }),
+            permit,
+        }
+    }
+
+    fn outcome(&self) -> ReportedOutcome {
+        match &self.report {
+            Report::Complete(result) => {
+                ReportedOutcome::succeeded(&self.id, &self.lease_token, result.clone())
+            }
+            Report::Fail(failure) => ReportedOutcome::failed(&self.id, &self.lease_token, failure.clone()),
+        }
+    }
+}
+
+/// A job claimed by a report, for the worker's loop to start on the slot it came with.
+pub(super) type NextJob = (ClaimedJob, Option<OwnedSemaphorePermit>);
+
+/// The task that sends outcomes; it ends once every sender of outcomes is gone and
+/// everything queued is reported.
+pub(super) struct Reporter {
+    pub(super) client: Client,
+    /// The worker's claim; each report asks for as many jobs as its outcomes hold slots.
+    pub(super) claim: ClaimRequest,
+    /// Once fired, reports claim nothing, and jobs claimed by a report in flight are
+    /// handed back.
+    pub(super) shutdown: CancellationToken,
+    pub(super) next_jobs: mpsc::UnboundedSender<NextJob>,
+}
+
+impl Reporter {
+    pub(super) async fn run(self, mut outcomes: mpsc::UnboundedReceiver<Pending>) {
+        let mut per_call = false;
+        let mut queued: Vec<Pending> = Vec::new();
+        loop {
+            if queued.is_empty() {
+                match outcomes.recv().await {
+                    Some(pending) => queued.push(pending),
+                    None => return,
+                }
+            }
+            while let Ok(pending) = outcomes.try_recv() {
+                queued.push(pending);
+            }
+            let rest = queued.split_off(queued.len().min(MAX_REPORT));
+            let batch = std::mem::replace(&mut queued, rest);
+            if per_call {
+                send_one_by_one(&self.client, batch).await;
+                continue;
+            }
+            match self.send(batch).await {
+                Sent::Settled(requeued) => queued.extend(requeued),
+                Sent::Unsupported(batch) => {
+                    tracing::info!("the server has no /v2/workers/report: reporting one outcome per call");
+                    per_call = true;
+                    send_one_by_one(&self.client, batch).await;
+                }
+                Sent::Refused(batch) => send_one_by_one(&self.client, batch).await,
+            }
+        }
+    }
+
+    /// Sends one report, retrying transient failures while the outcomes' leases last.
+    async fn send(&self, mut batch: Vec<Pending>) -> Sent {
+        let mut failures: u32 = 0;
+        loop {
+            let slots = batch.iter().filter(|pending| pending.permit.is_some()).count();
+            let claim = (slots > 0 && !self.shutdown.is_cancelled()).then(|| ClaimRequest {
+                limit: Some(slots as u32),
+                wait_seconds: None,
+                ..self.claim.clone()
+            });
+            let request = ReportRequest { outcomes: batch.iter().map(Pending::outcome).collect(), claim };
+            let err = match self.client.report(&request).await {
+                Ok(answer) => return Sent::Settled(self.settle(batch, answer)),
+                Err(err) => err,
+            };
+            if matches!(err.status(), Some(404 | 405)) {
+                return Sent::Unsupported(batch);
+            }
+            if !err.is_transient() {
+                tracing::warn!(error = %err, "the server refused a report; sending its outcomes one by one");
+                return Sent::Refused(batch);
+            }
+            failures = failures.saturating_add(1);
+            let pause = backoff(failures);
+            batch.retain(|pending| {
+                let keep = Instant::now() + pause < pending.lease.until();
+                if !keep {
+                    tracing::error!(
+                        job = %pending.id,
+                        error = %err,
+                        "could not report the outcome before the lease ran out; the server will rescue the job"
+                    );
+                }
+                keep
+            });
+            if batch.is_empty() {
+                return Sent::Settled(Vec::new());
+            }
+            tracing::warn!(error = %err, retry_in = ?pause, "reporting outcomes failed; retrying");
+            sleep(pause).await;
+        }
+    }
+
+    /// Logs each outcome's answer, hands the claimed jobs to the worker's loop with
+    /// the slots the outcomes freed, and returns what must be reported again: outcomes
+    /// refused for a passing reason, and jobs claimed after shutdown began.
+    fn settle(&self, batch: Vec<Pending>, answer: ReportResponse) -> Vec<Pending> {
+        let mut again = Vec::new();
+        let mut freed = Vec::new();
+        let mut answers = answer.outcomes.into_iter();
+        for mut pending in batch {
+            let Some(answered) = answers.next() else {
+                tracing::error!(job = %pending.id, "the server did not answer this outcome; the server will rescue the job");
+                continue;
+            };
+            if answered.recorded {
+                let status = answered.status.as_deref().unwrap_or("?");
+                match &pending.report {
+                    Report::Complete(_) => tracing::info!(job = %pending.id, status, "completed"),
+                    Report::Fail(failure) => tracing::info!(
+                        job = %pending.id,
+                        status,
+                        retryable = failure.retryable,
+                        error = %failure.error,
+                        "failed"
+                    ),
+                }
+                freed.extend(pending.permit.take());
+                continue;
+            }
+            let message = answered.message.as_deref().unwrap_or("");
+            match answered.http_status {
+                Some(409) => {
+                    tracing::warn!(job = %pending.id, error = message, "the lease was lost before the outcome was recorded; dropping it");
+                    freed.extend(pending.permit.take());
+                }
+                Some(429 | 502..=504) if Instant::now() < pending.lease.until() => {
+                    tracing::warn!(job = %pending.id, error = message, "reporting the outcome failed; retrying");
+                    again.push(pending);
+                }
+                status => {
+                    tracing::error!(job = %pending.id, ?status, error = message, "the server refused the outcome");
+                    freed.extend(pending.permit.take());
+                }
+            }
+        }
+        for claimed in answer.jobs {
+            // The server never claims more than the outcomes' slots; should it, the
+            // job still runs (over the limit) rather than sitting leased.
+            let permit = freed.pop();
+            tracing::info!(job = %claimed.job.id, kind = %claimed.job.kind, attempt = claimed.job.attempt, "claimed");
+            if self.shutdown.is_cancelled() {
+                again.push(Pending::hand_back(claimed, permit));
+            } else if let Err(mpsc::error::SendError((claimed, permit))) =
+                self.next_jobs.send((claimed, permit))
+            {
+                again.push(Pending::hand_back(claimed, permit));
+            }
+        }
+        again
+    }
+}
+
+/// What became of a report.
+enum Sent {
+    /// Answered: these must be reported again.
+    Settled(Vec<Pending>),
+    /// The server has no such call.
+    Unsupported(Vec<Pending>),
+    /// The server refused the report as a whole (say, a token that expired).
+    Refused(Vec<Pending>),
+}
+
+/// `complete` or `fail` for each outcome, all at once.
+async fn send_one_by_one(client: &Client, batch: Vec<Pending>) {
+    join_all(batch.into_iter().map(|pending| async move {
+        send_report(client, &pending.id, &pending.lease_token, pending.report, &pending.lease).await;
+        drop(pending.permit);
+    }))
+    .await;
+}

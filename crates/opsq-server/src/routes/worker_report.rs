@@ -1,0 +1,176 @@
+//! `POST /v2/workers/report`: a worker's outcomes, many to a call, and the jobs for the
+//! slots they freed in the same answer.
+//!
+//! With one call per outcome and a separate claim, a worker running short jobs spends
+//! most of the server's time on HTTP requests, not on the jobs (a 30,000-job drain by
+//! two external worker processes cost the server about 125 µs of CPU per job, against
+//! about 33 µs for the in-process runner; bench/RESULTS.md, step 31). A report carries
+//! every outcome a worker has ready and asks for as many jobs as those outcomes freed
+//! slots: on the embedded store the successes and those claims share one transaction.
+//!
+//! Each outcome is checked and recorded as `complete` or `fail` would record it, and
+//! answered on its own: one lost lease is that outcome's 409, not the call's.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use futures::future::join_all;
+use opsq_domain::JobStatus;
+use opsq_store::{Claim, ClaimRequest, JobOutcome};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::status::find_visible_job;
+use super::workers::{claim_request, claimed_json, failure, require_worker, ClaimBody};
+use crate::auth::Caller;
+use crate::body::RawBody;
+use crate::error::{ApiError, ApiResult};
+use crate::render::object;
+use crate::state::AppState;
+
+/// The most outcomes one report may carry (as many as one claim may ask for).
+const MAX_OUTCOMES: usize = 100;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReportBody {
+    #[serde(default)]
+    outcomes: Vec<OutcomeBody>,
+    /// The jobs wanted next; never waits (a worker with nothing to run long-polls
+    /// `/v2/workers/claim`).
+    claim: Option<ClaimBody>,
+}
+
+/// One attempt's end: a failure when `error` is given, else a success with `result`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OutcomeBody {
+    id: String,
+    lease_token: String,
+    #[serde(default)]
+    result: Option<Value>,
+    error: Option<String>,
+    retryable: Option<bool>,
+    retry_after_seconds: Option<u64>,
+}
+
+impl OutcomeBody {
+    fn outcome(&self) -> ApiResult<JobOutcome> {
+        match &self.error {
+            Some(_) if self.result.is_some() => Err(ApiError::BadRequest(format!(
+                "outcome for {:?} gives both result and error: a success has a result, a failure an error",
+                self.shown_id()
+            ))),
+            Some(error) => Ok(failure(error, self.retryable, self.retry_after_seconds)),
+            None if self.retryable.is_some() || self.retry_after_seconds.is_some() => {
+                Err(ApiError::BadRequest(format!(
+                    "outcome for {:?} gives retryable or retryAfterSeconds without an error",
+                    self.shown_id()
+                )))
+            }
+            None => Ok(JobOutcome::Succeeded(self.result.clone().unwrap_or(Value::Null))),
+        }
+    }
+
+    fn shown_id(&self) -> String {
+        self.id.chars().take(40).collect()
+    }
+}
+
+/// What recording one outcome gave: the job's new status and, for a success that
+/// asked for one, the job claimed for its slot (if one waited).
+type Recorded = ApiResult<(JobStatus, Option<Claim>)>;
+
+pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
+    require_worker(&caller)?;
+    let request: ReportBody = body.json("request")?;
+    if request.outcomes.len() > MAX_OUTCOMES {
+        return Err(ApiError::BadRequest(format!("a report carries at most {MAX_OUTCOMES} outcomes")));
+    }
+    // Every outcome is checked before any is recorded: a malformed report records nothing.
+    let outcomes: Vec<JobOutcome> =
+        request.outcomes.iter().map(OutcomeBody::outcome).collect::<ApiResult<_>>()?;
+    let next = match request.claim {
+        Some(claim) if claim.wait_seconds.unwrap_or(0) > 0 => {
+            return Err(ApiError::BadRequest(
+                "a report's claim does not wait: leave out waitSeconds, and long-poll /v2/workers/claim \
+                 when there is nothing to report"
+                    .into(),
+            ))
+        }
+        Some(claim) => Some(Arc::new(claim_request(&state, &caller, claim).await?)),
+        None => None,
+    };
+
+    // The first `limit` successes each ask for their slot's next job, so the embedded
+    // store claims them with the successes, in one transaction.
+    let mut successors_left = next.as_ref().map_or(0, |next| next.limit as usize);
+    let wants_next: Vec<bool> = outcomes
+        .iter()
+        .map(|outcome| {
+            let wants = matches!(outcome, JobOutcome::Succeeded(_)) && successors_left > 0;
+            successors_left -= usize::from(wants);
+            wants
+        })
+        .collect();
+    let recordings =
+        request.outcomes.iter().zip(outcomes).zip(&wants_next).map(|((body, outcome), wants)| {
+            record(&state, &caller, body, outcome, next.clone().filter(|_| *wants))
+        });
+    let recorded: Vec<Recorded> = join_all(recordings).await;
+
+    let mut jobs: Vec<Claim> = Vec::new();
+    let mut queue_empty = false;
+    let mut made_claimable = false;
+    let mut answers = Vec::with_capacity(recorded.len());
+    for ((body, recorded), wants) in request.outcomes.iter().zip(recorded).zip(wants_next) {
+        answers.push(match recorded {
+            Ok((status, claim)) => {
+                made_claimable |= status.is_claimable();
+                match claim {
+                    Some(claim) => jobs.push(claim),
+                    None => queue_empty |= wants && state.store.claims_next_with_success(),
+                }
+                json!({"id": body.id, "recorded": true, "status": status.as_str()})
+            }
+            Err(err) => json!({
+                "id": body.id,
+                "recorded": false,
+                "httpStatus": err.status().as_u16(),
+                "message": err.to_string(),
+            }),
+        });
+    }
+    if made_claimable {
+        state.wakeup.notify();
+    }
+    // Slots the successes did not fill are claimed now, unless a success's own claim
+    // already found nothing to claim for this request.
+    if let Some(next) = next.filter(|_| !queue_empty) {
+        let wanted = (next.limit as usize).saturating_sub(jobs.len());
+        if wanted > 0 {
+            let request = ClaimRequest { limit: wanted as u32, ..ClaimRequest::clone(&next) };
+            // The outcomes are recorded whatever happens here: a failed claim answers
+            // them with no jobs rather than as an error the worker would resend.
+            match state.store.claim(request).await {
+                Ok(claimed) => jobs.extend(claimed),
+                Err(err) => tracing::warn!(error = %err, "claiming with a worker's report failed"),
+            }
+        }
+    }
+    Ok(Json(object([("outcomes", Value::Array(answers)), ("jobs", Value::Array(claimed_json(&jobs)))])))
+}
+
+/// Records one outcome as `complete` or `fail` would: the job must lie in the caller's
+/// subtree, and the lease token must still hold.
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    body: &OutcomeBody,
+    outcome: JobOutcome,
+    next: Option<Arc<ClaimRequest>>,
+) -> Recorded {
+    let row = find_visible_job(state, &caller.account, &body.id).await?;
+    Ok(state.store.finish_status_then_claim(row.number, &body.lease_token, outcome, next).await?)
+}
