@@ -1,5 +1,6 @@
 //! The HTTP surface, assembled in one place.
 
+pub(crate) mod api_doc;
 mod claim_wait;
 mod health;
 mod jobs;
