@@ -1,6 +1,7 @@
 //! The OpenAPI document of opsq's HTTP API, generated from the code: the handlers'
 //! `#[utoipa::path]` annotations (listed in `routes::api_doc`), the request structs
-//! they parse, and the answer shapes of [`schemas`].
+//! they parse, the answer shapes of [`schemas`], and the v1 methods of
+//! `v1::openapi`.
 
 pub mod params;
 pub mod responses;
@@ -17,14 +18,14 @@ use utoipa::OpenApi;
 pub const BEARER_SCHEME: &str = "bearerToken";
 
 /// What the document says about itself and its groups; the paths come from
-/// `routes::api_doc`.
+/// `routes::api_doc` and `v1::openapi`.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "opsq",
         description = "The operations queue behind a cloud API's long-running requests: the \
             CLC-compatible v2 API (login, Queue status, batch server operations), opsq's jobs API, \
-            the protocol for external workers, and health checks. \
+            the protocol for external workers, health checks, and the deprecated v1 Queue API. \
             Every v2 error is `{\"message\": \"...\"}`; bodies are capped at 1 MiB; any other path \
             outside `/REST/` answers 404 and a known path with another method 405, both with a message. Generated \
             from the code.",
@@ -35,6 +36,8 @@ pub const BEARER_SCHEME: &str = "bearerToken";
         (name = "workers", description = "The protocol for external workers (users with the Worker role): \
             claim, heartbeat, complete, fail, fenced by a lease token."),
         (name = "operations", description = "Health checks; no token needed."),
+        (name = "v1", description = "The deprecated v1 Queue API, XML or JSON, with a session cookie. \
+            HTTP 200 for every API-level outcome, told by `StatusCode`."),
     ),
     components(responses(
         responses::Unauthorized,
@@ -50,6 +53,7 @@ struct Overview;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = Overview::openapi();
     document.merge(crate::routes::api_doc::RoutesDoc::openapi());
+    document.merge(crate::v1::openapi::document());
     optional_bodies_are_never_null(&mut document);
     let bearer = HttpBuilder::new()
         .scheme(HttpAuthScheme::Bearer)

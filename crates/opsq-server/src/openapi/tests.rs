@@ -1,5 +1,5 @@
-//! The document against the code it describes: the router's routes, and its own
-//! references.
+//! The document against the code it describes: the router's routes, v1's methods,
+//! and its own references.
 
 use std::collections::BTreeSet;
 
@@ -92,6 +92,40 @@ fn every_mounted_route_is_documented_and_nothing_else() {
          #[utoipa::path(...)] and list it in routes/api_doc.rs"
     );
     assert!(unmounted.is_empty(), "documented routes the router does not mount: {unmounted:?}");
+}
+
+/// The `(area, method)` pairs `v1::dispatch` answers, read from its `match`.
+fn dispatched_v1_methods() -> BTreeSet<(String, String)> {
+    let source = include_str!("../v1/mod.rs");
+    source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("(\"")?.split_once(") =>").map(|(pair, _)| pair))
+        .map(|pair| {
+            let mut parts = pair.split('"').filter(|part| !part.trim().is_empty() && part.trim() != ",");
+            let area = parts.next().expect("area").to_string();
+            let method = parts.next().expect("method").to_string();
+            (area, method)
+        })
+        .collect()
+}
+
+#[test]
+fn every_v1_method_is_documented_with_and_without_a_format() {
+    let dispatched = dispatched_v1_methods();
+    assert_eq!(dispatched.len(), 4, "read {dispatched:?} from v1/mod.rs");
+    let listed: BTreeSet<(String, String)> = crate::v1::openapi::METHODS
+        .iter()
+        .map(|m| (m.area.to_ascii_lowercase(), m.name.to_ascii_lowercase()))
+        .collect();
+    assert_eq!(listed, dispatched, "v1::openapi::METHODS must list exactly what v1::dispatch answers");
+    let documented = documented_routes(|path| path.starts_with("/REST/"));
+    for method in &crate::v1::openapi::METHODS {
+        for path in [method.path(), format!("{}/{{}}", method.path())] {
+            for http in ["get", "post"] {
+                assert!(documented.contains(&(http.to_string(), path.clone())), "{http} {path} is missing");
+            }
+        }
+    }
 }
 
 /// Every `$ref` in `value`, with where it was found.
