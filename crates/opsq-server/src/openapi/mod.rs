@@ -1,7 +1,7 @@
 //! The OpenAPI document of opsq's HTTP API, generated from the code: the handlers'
 //! `#[utoipa::path]` annotations (listed in `routes::api_doc`), the request structs
 //! they parse, the answer shapes of [`schemas`], and the v1 methods of
-//! `v1::openapi`.
+//! `v1::openapi`. `GET /openapi.json` serves it.
 
 pub mod params;
 pub mod responses;
@@ -28,14 +28,14 @@ pub const BEARER_SCHEME: &str = "bearerToken";
             the protocol for external workers, health checks, and the deprecated v1 Queue API. \
             Every v2 error is `{\"message\": \"...\"}`; bodies are capped at 1 MiB; any other path \
             outside `/REST/` answers 404 and a known path with another method 405, both with a message. Generated \
-            from the code.",
+            from the code: `GET /openapi.json` serves it.",
     ),
     tags(
         (name = "v2", description = "The CLC-compatible v2 API: what existing CLC clients call."),
         (name = "jobs", description = "opsq's jobs API: submit any kind, read, list and cancel jobs."),
         (name = "workers", description = "The protocol for external workers (users with the Worker role): \
             claim, heartbeat, complete, fail, fenced by a lease token."),
-        (name = "operations", description = "Health checks; no token needed."),
+        (name = "operations", description = "Health checks and this document; no token needed."),
         (name = "v1", description = "The deprecated v1 Queue API, XML or JSON, with a session cookie. \
             HTTP 200 for every API-level outcome, told by `StatusCode`."),
     ),

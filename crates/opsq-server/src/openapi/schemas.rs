@@ -2,7 +2,9 @@
 //! `render.rs`), written down for the OpenAPI document.
 //!
 //! Nothing constructs these types: they exist only so the document can name each
-//! field the handlers write.
+//! field the handlers write. The HTTP test `openapi` checks real answers of a running
+//! server against them, so a field added to or dropped from an answer fails a test
+//! until it is described here too.
 
 use std::borrow::Cow;
 

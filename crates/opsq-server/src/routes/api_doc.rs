@@ -1,6 +1,8 @@
 //! The routes' part of the OpenAPI document: every annotated handler, listed next to
-//! the router so a route and its description are added together.
+//! the router so a route and its description are added together, and the route that
+//! serves the whole document.
 
+use axum::Json;
 use utoipa::OpenApi;
 
 use super::{health, jobs, login, servers, status, workers};
@@ -12,6 +14,7 @@ use super::{health, jobs, login, servers, status, workers};
 #[openapi(paths(
     health::healthz,
     health::readyz,
+    openapi_json,
     login::login,
     status::get_status,
     servers::queue_operation,
@@ -26,3 +29,18 @@ use super::{health, jobs, login, servers, status, workers};
     workers::fail,
 ))]
 pub(crate) struct RoutesDoc;
+
+/// Serves the document without a token, like `/healthz`, so tools can fetch it from
+/// any running server; it is built per request (rarely asked for, and no state).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openApiDocument",
+    summary = "This document: the OpenAPI description of the HTTP API",
+    responses((status = 200, description = "The OpenAPI 3.1 document.",
+        content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}

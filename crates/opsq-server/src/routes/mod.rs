@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v2/authentication/login", post(login::login))
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))
