@@ -1,7 +1,8 @@
 //! The OpenAPI document of opsq's HTTP API, generated from the code: the handlers'
 //! `#[utoipa::path]` annotations (listed in `routes::api_doc`), the request structs
 //! they parse, the answer shapes of [`schemas`], and the v1 methods of
-//! `v1::openapi`. `GET /openapi.json` serves it.
+//! `v1::openapi`. `GET /openapi.json` serves it, `opsq openapi` prints it, and
+//! `docs/openapi.json` is that output, checked by a test.
 
 pub mod params;
 pub mod responses;
@@ -28,7 +29,7 @@ pub const BEARER_SCHEME: &str = "bearerToken";
             the protocol for external workers, health checks, and the deprecated v1 Queue API. \
             Every v2 error is `{\"message\": \"...\"}`; bodies are capped at 1 MiB; any other path \
             outside `/REST/` answers 404 and a known path with another method 405, both with a message. Generated \
-            from the code: `GET /openapi.json` serves it.",
+            from the code: `opsq openapi` prints it, `GET /openapi.json` serves it.",
     ),
     tags(
         (name = "v2", description = "The CLC-compatible v2 API: what existing CLC clients call."),
@@ -94,4 +95,13 @@ fn optional_bodies_are_never_null(document: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+/// The document as `docs/openapi.json` holds it: pretty JSON and a final newline.
+/// `opsq openapi` prints exactly this, so the file is regenerated with
+/// `opsq openapi > docs/openapi.json`.
+pub fn pretty_json() -> Result<String, serde_json::Error> {
+    let mut text = document().to_pretty_json()?;
+    text.push('\n');
+    Ok(text)
 }

@@ -1,11 +1,13 @@
 //! The document against the code it describes: the router's routes, v1's methods,
-//! and its own references.
+//! its own references, and the checked-in `docs/openapi.json`.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::document;
+use super::{document, pretty_json};
+
+const REGENERATE: &str = "regenerate it with `cargo run -p opsq -- openapi > docs/openapi.json`";
 
 fn document_json() -> Value {
     serde_json::to_value(document()).expect("the document serializes")
@@ -89,7 +91,7 @@ fn every_mounted_route_is_documented_and_nothing_else() {
     assert!(
         undocumented.is_empty(),
         "routes without an OpenAPI description: {undocumented:?}. Annotate the handler with \
-         #[utoipa::path(...)] and list it in routes/api_doc.rs"
+         #[utoipa::path(...)], list it in routes/api_doc.rs, and {REGENERATE}"
     );
     assert!(unmounted.is_empty(), "documented routes the router does not mount: {unmounted:?}");
 }
@@ -175,5 +177,24 @@ fn every_reference_and_security_scheme_resolves_and_operation_ids_are_unique() {
             let tags = operation["tags"].as_array().map(Vec::len).unwrap_or(0);
             assert_eq!(tags, 1, "{method} {path} should have exactly one tag");
         }
+    }
+}
+
+#[test]
+fn docs_openapi_json_is_what_the_code_generates() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let checked_in = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read docs/openapi.json ({e}): {REGENERATE}"));
+    let generated = pretty_json().expect("the document serializes");
+    if checked_in != generated {
+        let line = checked_in
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| checked_in.lines().count().min(generated.lines().count()));
+        panic!(
+            "docs/openapi.json differs from the document the code generates (first at line {}): {REGENERATE}",
+            line + 1
+        );
     }
 }

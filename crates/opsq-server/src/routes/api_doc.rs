@@ -38,7 +38,7 @@ pub(crate) struct RoutesDoc;
     tag = "operations",
     operation_id = "openApiDocument",
     summary = "This document: the OpenAPI description of the HTTP API",
-    responses((status = 200, description = "The OpenAPI 3.1 document.",
+    responses((status = 200, description = "The OpenAPI 3.1 document, as in `docs/openapi.json`.",
         content_type = "application/json", body = Object)),
 )]
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
