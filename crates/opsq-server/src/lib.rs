@@ -5,6 +5,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod housekeeping;
+pub mod openapi;
 mod recent;
 mod render;
 mod routes;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod client;
+mod openapi;
 mod serve;
 mod store_args;
 
@@ -33,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage accounts, users and API keys directly in the store (works while a server runs).
     Admin(admin::AdminArgs),
+    /// Print the OpenAPI document of the HTTP API as JSON (what `GET /openapi.json` serves).
+    Openapi,
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Admin(args) => admin::run(args).await,
+            Command::Openapi => openapi::run(),
             Command::Client(command) => client::run(command).await,
         }
     });

@@ -18,22 +18,69 @@ use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::params::{AliasPath, JobPath};
+use crate::openapi::{responses, schemas};
 use crate::render::{job_href, job_json, object};
 use crate::state::{apply_kind_defaults, AppState};
 
 const MAX_TITLE_CHARS: usize = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"kind": "backup.run", "title": "Back up WA1ACMEDB01", "payload": {"disk": 1},
+    "maxAttempts": 3, "safeToRepeat": true}))]
 struct SubmitBody {
+    /// Dotted segments of ASCII letters, digits, `_` and `-`, at most 100 characters;
+    /// it picks the handler. `opsq.noop` is built in and succeeds at once.
+    #[schema(max_length = 100, example = "backup.run")]
     kind: String,
+    /// Human text, at most 500 characters (default: the kind).
     title: Option<String>,
+    /// Any JSON, given to the handler (default `null`).
     #[serde(default)]
     payload: Value,
+    /// 1 to 100 (default: the kind's setting, else 3).
+    #[schema(minimum = 1, maximum = 100)]
     max_attempts: Option<u32>,
+    /// Whether running the job twice is harmless (default: the kind's setting, else
+    /// `true`): a lost worker then makes it `resumed`, not `unknown`.
     safe_to_repeat: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/operations/{alias}/jobs",
+    tag = "jobs",
+    operation_id = "submitJob",
+    summary = "Submit a job of any kind, durably, optionally idempotent",
+    description = "The job is usually `notStarted`; it is already `executing` (attempt 1) when the \
+        server's own runner had a free slot for its kind and started it in the submission's \
+        transaction. The answer is sent only once the job is durable.",
+    params(
+        AliasPath,
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 255 visible ASCII characters. \
+            The same key with the same body returns the same job (200); with a different body, 409."),
+    ),
+    request_body = SubmitBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 202, description = "Accepted: the new job.", body = schemas::Job,
+            headers(("Location" = String, description = "Where the job is read: `/v2/operations/{alias}/jobs/{statusId}`."))),
+        (status = 200, description = "The job an earlier submission with the same `Idempotency-Key` and body created.",
+            body = schemas::Job,
+            headers(("Location" = String, description = "Where the job is read."))),
+        (status = 400, description = "Unknown fields, wrong types, invalid values, a bad `Idempotency-Key`, \
+            or an invalid URL path.", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is outside the caller's subtree, or the caller may not submit.",
+            body = schemas::ErrorBody),
+        (status = 404, description = "The account does not exist.", body = schemas::ErrorBody),
+        (status = 409, description = "The `Idempotency-Key` was used for a different request.", body = schemas::ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, description = "A content type other than JSON.", body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn submit_job(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,14 +117,66 @@ struct BatchItem {
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One batch item is one object: a submission's fields plus `idempotencyKey`, and no
+/// other (serde refuses unknown fields of the whole item). utoipa would describe the
+/// flattened struct as an `allOf` of two closed objects, which no item satisfies, so
+/// the item's schema is the submission's with the key added.
+impl utoipa::PartialSchema for BatchItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+        let mut schema = <SubmitBody as utoipa::PartialSchema>::schema();
+        if let utoipa::openapi::RefOr::T(Schema::Object(object)) = &mut schema {
+            let key = ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .max_length(Some(255))
+                .description(Some(
+                    "This item's idempotency key, as the `Idempotency-Key` header of a single submission.",
+                ));
+            object.properties.insert("idempotencyKey".into(), key.into());
+            object.description = Some("One job of a batch: a submission and its idempotency key.".into());
+            object.example = None;
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for BatchItem {}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
+    /// 1 to 1000 jobs.
+    #[schema(min_items = 1, max_items = 1000)]
     jobs: Vec<BatchItem>,
 }
 
 /// `POST /v2/operations/{alias}/jobs/batch`: up to 1000 jobs accepted in one
 /// transaction (one commit), each answered by id and status.
+#[utoipa::path(
+    post,
+    path = "/v2/operations/{alias}/jobs/batch",
+    tag = "jobs",
+    operation_id = "submitBatch",
+    summary = "Submit up to 1000 jobs in one transaction",
+    description = "Each job is answered in order: `created: false` for an idempotent repeat, \
+        `{\"error\": ...}` for an item whose key was used for a different request. Any invalid \
+        item makes the whole batch 400, naming its index.",
+    params(AliasPath),
+    request_body = BatchBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 202, description = "Accepted, one answer per job.", body = schemas::BatchAnswer),
+        (status = 400, description = "Not 1 to 1000 jobs, an invalid item (named by its index), or an \
+            invalid URL path.", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is outside the caller's subtree, or the caller may not submit.",
+            body = schemas::ErrorBody),
+        (status = 404, description = "The account does not exist.", body = schemas::ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, description = "A content type other than JSON.", body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn submit_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -218,6 +317,23 @@ fn valid_key(key: &str) -> ApiResult<String> {
     Ok(key.to_string())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/operations/{alias}/jobs/{statusId}",
+    tag = "jobs",
+    operation_id = "getJob",
+    summary = "Read a whole job, with its history",
+    params(JobPath),
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job, with `history`.", body = schemas::Job),
+        (status = 400, description = "The URL path is invalid.", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is not the caller's account or one below it.", body = schemas::ErrorBody),
+        (status = 404, description = "No such job in `{alias}`'s subtree.", body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
@@ -234,15 +350,37 @@ pub async fn get_job(
     Ok(Json(job_json(&alias, &job, Some(&history))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Statuses to list, comma-separated (`executing,resumed`); all when absent.
     status: Option<String>,
+    /// A kind or a glob (`server.*`).
     kind: Option<String>,
+    /// A job number: list only older jobs (the previous page's `nextBefore`).
     before: Option<i64>,
+    /// Jobs per page, 1 to 1000 (default 100; larger values are taken as 1000).
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/operations/{alias}/jobs",
+    tag = "jobs",
+    operation_id = "listJobs",
+    summary = "List the jobs of an account and its sub-accounts, newest first",
+    params(AliasPath, ListQuery),
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "One page of jobs, without their history.", body = schemas::JobList),
+        (status = 400, description = "An unknown status, a malformed query, or an invalid URL path.",
+            body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is not the caller's account or one below it.", body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
@@ -278,14 +416,42 @@ pub async fn list_jobs(
     ])))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CancelBody {
+    /// Recorded in the job's error as `cancelled: <reason>`; at most 500 characters
+    /// are kept (default `cancelled by <user>`).
     reason: Option<String>,
 }
 
 /// Cancels a job: at once if it waits (it ends `failed`), cooperatively if it runs
 /// (its worker is told; a job that finishes first keeps its real outcome).
+#[utoipa::path(
+    post,
+    path = "/v2/operations/{alias}/jobs/{statusId}/cancel",
+    tag = "jobs",
+    operation_id = "cancelJob",
+    summary = "Cancel a job: at once if it waits, cooperatively if it runs",
+    params(JobPath),
+    request_body(content = Option<CancelBody>, description = "Optional: no body counts as `{}`."),
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job was waiting; it is now `failed` with error `cancelled: <reason>`.",
+            body = schemas::Job),
+        (status = 202, description = "The job is running; its worker is asked to stop (in-process handlers at \
+            once, external workers in their next heartbeat's answer). If it succeeds first, it stays `succeeded`.",
+            body = schemas::Job),
+        (status = 400, description = "An invalid body or URL path.", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is outside the caller's subtree, or the caller may not cancel.",
+            body = schemas::ErrorBody),
+        (status = 404, description = "No such job in `{alias}`'s subtree.", body = schemas::ErrorBody),
+        (status = 409, description = "The job already ended (its outcome stands), or its outcome is `unknown` \
+            and must be resolved first (`opsq admin job resolve`).", body = schemas::ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn cancel_job(
     State(state): State<AppState>,
     caller: Caller,

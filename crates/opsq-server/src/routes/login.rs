@@ -12,8 +12,31 @@ use serde_json::{json, Value};
 use crate::auth::verify_password;
 use crate::body::{field, RawBody};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{responses, schemas};
 use crate::state::AppState;
 
+#[utoipa::path(
+    post,
+    path = "/v2/authentication/login",
+    tag = "v2",
+    operation_id = "login",
+    summary = "Log in: trade a username and password for a bearer token",
+    description = "The body is JSON or a form; field names match in any case. A wrong username \
+        and a wrong password get the same 400, in the same time.",
+    request_body(content(
+        (schemas::LoginBody = "application/json"),
+        (schemas::LoginBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in.", body = schemas::LoginAnswer),
+        (status = 400, description = "Bad username or password (one message for both), a \
+            missing field, or a malformed body.", body = schemas::ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, description = "A body that is neither JSON nor a form.", body = schemas::ErrorBody),
+        (status = 429, response = responses::TooManyRequests),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,

@@ -1,5 +1,6 @@
 //! The HTTP surface, assembled in one place.
 
+pub(crate) mod api_doc;
 mod claim_wait;
 mod health;
 mod jobs;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v2/authentication/login", post(login::login))
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))

@@ -12,6 +12,8 @@ use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::{field, RawBody};
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::params::AliasPath;
+use crate::openapi::{responses, schemas};
 use crate::render::status_link;
 use crate::state::AppState;
 
@@ -20,6 +22,39 @@ const CANNOT_QUEUE: &str =
     "The operation cannot be queued because the server cannot be found or it is not in a valid state.";
 const MAX_SERVERS: usize = 1000;
 
+#[utoipa::path(
+    post,
+    path = "/v2/operations/{alias}/servers/{operation}",
+    tag = "v2",
+    operation_id = "queueServerOperation",
+    summary = "Queue a power operation on servers: one job per server",
+    description = "Each server that can be queued becomes one job of kind `server.<operation>` in \
+        `{alias}`, with payload `{\"server\": ..., \"operation\": ...}`. Server names and the alias \
+        are lower-cased as the real API did; a name given twice is queued once. With `--simulate` \
+        such jobs run in the server; otherwise they wait for workers.",
+    params(
+        AliasPath,
+        ("operation" = inline(schemas::ServerOperationName), Path, description = "The operation, in any case; others are 404."),
+    ),
+    request_body(content(
+        (schemas::ServerIdsBody = "application/json"),
+        (schemas::ServerIdsObject = "application/x-www-form-urlencoded"),
+    ), example = json!(["WA1OPSQWEB01", "WA1OPSQWEB02"])),
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "One element per server, in the order given.",
+            body = Vec<schemas::ServerOperationResult>),
+        (status = 400, description = "The body is not a list of 1 to 1000 server names, \
+            `snapshotExpirationDays` is not 1 to 10, or the URL path is invalid.", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is outside the caller's subtree, or the caller may view \
+            but not change servers (needs ServerOperator, ServerAdmin or AccountAdmin).", body = schemas::ErrorBody),
+        (status = 404, description = "Unknown operation, or the account does not exist.", body = schemas::ErrorBody),
+        (status = 413, response = responses::PayloadTooLarge),
+        (status = 415, description = "A body that is neither JSON nor a form.", body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn queue_operation(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,8 +9,29 @@ use serde_json::{json, Value};
 use super::ApiPath;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::params::JobPath;
+use crate::openapi::{responses, schemas};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/v2/operations/{alias}/status/{statusId}",
+    tag = "v2",
+    operation_id = "getStatus",
+    summary = "Read a job's status (the call every CLC client polls)",
+    params(JobPath),
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job's status.", body = schemas::StatusAnswer,
+            example = json!({"status": "succeeded"})),
+        (status = 400, description = "The URL path is invalid (e.g. bad percent-encoding).", body = schemas::ErrorBody),
+        (status = 401, response = responses::Unauthorized),
+        (status = 403, description = "`{alias}` is not the caller's account or one below it.", body = schemas::ErrorBody),
+        (status = 404, description = "No such job in `{alias}`'s subtree (unknown and malformed ids alike).",
+            body = schemas::ErrorBody),
+        (status = 503, response = responses::Unavailable),
+    ),
+)]
 pub async fn get_status(
     State(state): State<AppState>,
     caller: Caller,

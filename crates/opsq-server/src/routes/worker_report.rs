@@ -32,10 +32,12 @@ use crate::state::AppState;
 /// The most outcomes one report may carry (as many as one claim may ask for).
 const MAX_OUTCOMES: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ReportBody {
+    /// 0 to 100 outcomes.
     #[serde(default)]
+    #[schema(max_items = 100)]
     outcomes: Vec<OutcomeBody>,
     /// The jobs wanted next; never waits (a worker with nothing to run long-polls
     /// `/v2/workers/claim`).
@@ -43,15 +45,20 @@ struct ReportBody {
 }
 
 /// One attempt's end: a failure when `error` is given, else a success with `result`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OutcomeBody {
+    /// The job's status id, as claimed.
     id: String,
     lease_token: String,
+    /// A success's result: any JSON (default `null`). Not with `error`.
     #[serde(default)]
     result: Option<Value>,
+    /// A failure: why; at most 4000 characters are kept.
     error: Option<String>,
+    /// A failure: whether another attempt may succeed (default true).
     retryable: Option<bool>,
+    /// A failure: overrides the exponential backoff before the next attempt.
     retry_after_seconds: Option<u64>,
 }
 
@@ -82,6 +89,29 @@ impl OutcomeBody {
 /// asked for one, the job claimed for its slot (if one waited).
 type Recorded = ApiResult<(JobStatus, Option<Claim>)>;
 
+#[utoipa::path(
+    post,
+    path = "/v2/workers/report",
+    tag = "workers",
+    operation_id = "reportOutcomes",
+    summary = "Report many attempts' outcomes, and claim jobs for the slots they free",
+    description = "Each outcome is checked and recorded as `complete` or `fail` would, and answered on \
+        its own: one that cannot be recorded (a lost lease: 409) does not fail the call. The claim never \
+        waits (`waitSeconds` is refused); long-poll `/v2/workers/claim` when there is nothing to report.",
+    request_body = ReportBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "Each outcome's answer, in order, and the jobs claimed.",
+            body = crate::openapi::schemas::ReportAnswer),
+        (status = 400, description = "An invalid body: a malformed outcome (both `result` and `error`, \
+            `retryable` without `error`), more than 100 outcomes, or an invalid or waiting claim. \
+            Nothing was recorded.", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
     require_worker(&caller)?;
     let request: ReportBody = body.json("request")?;

@@ -37,16 +37,43 @@ pub(super) fn require_worker(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"kinds": ["backup.*", "report.daily"], "limit": 4, "waitSeconds": 25, "workerId": "host-1/pid-42"}))]
 pub(super) struct ClaimBody {
+    /// 1 to 50 exact kinds or globs (`*`, `?`, `[...]`).
+    #[schema(min_items = 1, max_items = 50)]
     kinds: Vec<String>,
+    /// How many jobs the worker has room for, 1 to 100 (default 1).
+    #[schema(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// Long-poll: wait up to this long for a job (default 0; more than 30 counts as 30).
     pub(super) wait_seconds: Option<u64>,
     /// A name for logs and job history, e.g. the host and process.
     worker_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/workers/claim",
+    tag = "workers",
+    operation_id = "claimJobs",
+    summary = "Claim jobs of some kinds, waiting for them if asked",
+    description = "Each job answered is now `executing` and leased to this worker; its `leaseToken` \
+        fences every later call about this attempt. Jobs come from the caller's account subtree.",
+    request_body = ClaimBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The claimed jobs; an empty list when none came within the wait.",
+            body = crate::openapi::schemas::ClaimAnswer),
+        (status = 400, description = "An invalid body: kinds, pattern or limit out of range.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody) -> ApiResult<Json<Value>> {
     require_worker(&caller)?;
     let request: ClaimBody = body.json("request")?;
@@ -122,9 +149,10 @@ fn claimed(claims: &[Claim]) -> Json<Value> {
     Json(object([("jobs", Value::Array(claimed_json(claims)))]))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProgressBody {
+    #[schema(minimum = 0, maximum = 100)]
     percent: u8,
     #[serde(default)]
     step_number: u32,
@@ -132,8 +160,9 @@ struct ProgressBody {
     description: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"leaseToken": "6f1c...", "progress": {"percent": 40, "stepNumber": 2, "description": "Copying"}}))]
 struct HeartbeatBody {
     lease_token: String,
     progress: Option<ProgressBody>,
@@ -159,6 +188,28 @@ fn lease_seconds(lease_until: opsq_domain::Millis) -> i64 {
     ((lease_until - opsq_store::now_ms()).max(0) + 999) / 1000
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/workers/jobs/{statusId}/heartbeat",
+    tag = "workers",
+    operation_id = "heartbeat",
+    summary = "Renew a lease, optionally reporting progress; learn of cancel requests",
+    description = "Send one every `leaseSeconds / 3`.",
+    params(crate::openapi::params::WorkerJobPath),
+    request_body = HeartbeatBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The lease is renewed.", body = crate::openapi::schemas::HeartbeatAnswer),
+        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such job in the caller's account subtree.", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The lease is lost (it ran out and the job was rescued, or the job ended): \
+            stop, and report nothing more for this attempt.", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
@@ -186,14 +237,36 @@ pub async fn heartbeat(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CompleteBody {
     lease_token: String,
+    /// Any JSON, kept as the job's `result` (default `null`).
     #[serde(default)]
     result: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/workers/jobs/{statusId}/complete",
+    tag = "workers",
+    operation_id = "completeJob",
+    summary = "Report that an attempt succeeded",
+    params(crate::openapi::params::WorkerJobPath),
+    request_body = CompleteBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job, now `succeeded` with its `result`.", body = crate::openapi::schemas::Job),
+        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such job in the caller's account subtree.", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The lease is lost (it ran out and the job was rescued, or the job ended): \
+            stop, and report nothing more for this attempt.", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -206,10 +279,11 @@ pub async fn complete(
     Ok(Json(job_json(&account, &job, None)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FailBody {
     lease_token: String,
+    /// Why it failed; at most 4000 characters are kept.
     error: String,
     /// Whether another attempt may succeed (default true).
     retryable: Option<bool>,
@@ -217,6 +291,30 @@ struct FailBody {
     retry_after_seconds: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v2/workers/jobs/{statusId}/fail",
+    tag = "workers",
+    operation_id = "failJob",
+    summary = "Report that an attempt failed, retryably or not",
+    description = "A retryable failure makes the job `resumed` and runs it again after a backoff while it \
+        has attempts left; otherwise, or on its last attempt, it ends `failed`. A failure reported after \
+        a cancel request ends it `failed` as cancelled.",
+    params(crate::openapi::params::WorkerJobPath),
+    request_body = FailBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job, now `resumed` or `failed`.", body = crate::openapi::schemas::Job),
+        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such job in the caller's account subtree.", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The lease is lost (it ran out and the job was rescued, or the job ended): \
+            stop, and report nothing more for this attempt.", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
 pub async fn fail(
     State(state): State<AppState>,
     caller: Caller,

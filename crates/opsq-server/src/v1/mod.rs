@@ -5,6 +5,7 @@
 
 mod call;
 mod handlers;
+pub(crate) mod openapi;
 mod reply;
 mod session;
 mod xml;

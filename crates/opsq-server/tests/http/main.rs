@@ -5,6 +5,8 @@ mod execution;
 mod harness;
 mod jobs;
 mod login;
+mod openapi;
+mod schema_check;
 mod servers;
 mod status;
 mod v1;

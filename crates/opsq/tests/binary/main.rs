@@ -6,5 +6,6 @@ mod clc_sdk;
 mod crash;
 mod harness;
 mod nodes;
+mod openapi;
 mod pg;
 mod restart;
