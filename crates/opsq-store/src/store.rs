@@ -1,5 +1,6 @@
 use std::path::Path;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use opsq_domain::{AccountAlias, Job, JobEvent, JobStatus, NewJob, Progress};
 
@@ -346,6 +347,34 @@ impl Store {
     /// The oldest `unknown` jobs, for reconcile probes.
     pub async fn unknown_jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
         dispatch_read!(self, s => s.unknown_jobs(limit))
+    }
+
+    /// How many jobs wait, run or wait for a resolution, by status, for metrics. Read
+    /// from the partial indexes of unfinished jobs, so its cost follows the queue's
+    /// depth, never the number of finished jobs kept. Fails as
+    /// [`StoreError::Unavailable`] when the store has not answered within `within`,
+    /// so a scrape of a node whose database is down still answers in time.
+    pub async fn unfinished_counts(&self, within: Duration) -> Result<UnfinishedCounts, StoreError> {
+        let counting = async {
+            match &*self.backend {
+                // Unlike a point read, the count reads an entry per waiting job: on a
+                // blocking thread, so a deep queue does not stall a runtime thread and
+                // the time limit can answer without it.
+                Backend::Sqlite(_) => {
+                    let backend = self.backend.clone();
+                    tokio::task::spawn_blocking(move || match &*backend {
+                        Backend::Sqlite(s) => s.unfinished_counts(),
+                        Backend::Postgres(_) => unreachable!("the backend was SQLite a moment ago"),
+                    })
+                    .await
+                    .map_err(|err| StoreError::Unavailable(format!("counting jobs stopped: {err}")))?
+                }
+                Backend::Postgres(s) => s.unfinished_counts(within).await,
+            }
+        };
+        tokio::time::timeout(within, counting).await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!("no count of jobs within {} ms", within.as_millis())))
+        })
     }
 
     pub async fn prune_sessions(&self) -> Result<usize, StoreError> {

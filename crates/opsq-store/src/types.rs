@@ -108,6 +108,37 @@ pub struct Rescued {
     pub status: JobStatus,
 }
 
+/// How many jobs have not ended, by status: the queue's depth, for an operator's
+/// metrics. Finished jobs are not counted: there may be millions, and counting them
+/// would make a scrape's cost grow with the retention period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnfinishedCounts {
+    pub not_started: u64,
+    pub executing: u64,
+    pub resumed: u64,
+    pub unknown: u64,
+}
+
+impl UnfinishedCounts {
+    /// Adds a backend's `(status, count)` row; a terminal or unreadable status is
+    /// refused as corrupt, since the queries select only unfinished ones.
+    pub(crate) fn add(&mut self, status: &str, count: i64) -> Result<(), crate::StoreError> {
+        let count = u64::try_from(count)
+            .map_err(|_| crate::StoreError::Corrupt(format!("a negative count of {status} jobs")))?;
+        let slot = match JobStatus::parse(status) {
+            Ok(JobStatus::NotStarted) => &mut self.not_started,
+            Ok(JobStatus::Executing) => &mut self.executing,
+            Ok(JobStatus::Resumed) => &mut self.resumed,
+            Ok(JobStatus::Unknown) => &mut self.unknown,
+            _ => {
+                return Err(crate::StoreError::Corrupt(format!("{status:?} counted as an unfinished status")))
+            }
+        };
+        *slot += count;
+        Ok(())
+    }
+}
+
 /// Filters for listing jobs; `accounts` bounds what the caller may see.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

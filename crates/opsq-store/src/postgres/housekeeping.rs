@@ -1,13 +1,25 @@
 //! Housekeeping: pruning finished jobs after the retention period, ending `unknown`
-//! outcomes nobody resolved in time, and dropping expired v1 sessions. Each is one
-//! statement over a bounded batch on a partial index, so it stays cheap at millions
-//! of jobs and never holds many locks for long.
+//! outcomes nobody resolved in time, and dropping expired v1 sessions; and counting
+//! the unfinished jobs for metrics. Each is one statement over a bounded batch or a
+//! partial index, so it stays cheap at millions of jobs and never holds many locks
+//! for long.
+
+use std::time::Duration;
 
 use opsq_domain::Job;
 
 use super::rows::{self, job_columns};
 use super::{execute, query, PostgresStore};
-use crate::{now_ms, StoreError};
+use crate::{now_ms, StoreError, UnfinishedCounts};
+
+/// Each part names the exact condition of a partial index (`jobs_waiting`,
+/// `jobs_leased`, `jobs_unknown`), so the planner can answer it from that index
+/// (index-only for the last two) and never reads the finished jobs kept for the
+/// retention period.
+const UNFINISHED_COUNTS: &str = "
+    SELECT status, count(*) FROM jobs WHERE status IN ('notStarted', 'resumed') GROUP BY status
+    UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
+    UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
 
 impl PostgresStore {
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
@@ -77,6 +89,23 @@ impl PostgresStore {
         )
         .await?;
         rows.iter().map(rows::job).collect()
+    }
+
+    /// The database stops the count itself after `within` (`statement_timeout`, which
+    /// also bounds a wait for a lock): a caller that gave up on it leaves no query
+    /// running, nor a pooled connection busy with one.
+    pub(crate) async fn unfinished_counts(&self, within: Duration) -> Result<UnfinishedCounts, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let timeout = format!("{}ms", within.as_millis().max(1));
+        execute(&tx, "SELECT set_config('statement_timeout', $1, true)", &[&timeout]).await?;
+        let rows = query(&tx, UNFINISHED_COUNTS, &[]).await?;
+        tx.commit().await?;
+        let mut counts = UnfinishedCounts::default();
+        for row in rows {
+            counts.add(row.try_get(0)?, row.try_get(1)?)?;
+        }
+        Ok(counts)
     }
 
     pub(crate) async fn prune_sessions(&self) -> Result<usize, StoreError> {

@@ -1,8 +1,11 @@
 //! Housekeeping: pruning finished jobs, failing `unknown` outcomes nobody resolved,
-//! listing the unknown jobs to reconcile, and dropping expired v1 sessions.
+//! listing the unknown jobs to reconcile, dropping expired v1 sessions, and counting
+//! the unfinished jobs for metrics.
+
+use std::time::Duration;
 
 use opsq_domain::{Job, JobEvent, JobStatus};
-use opsq_store::{now_ms, JobFilter, JobOutcome, Resolution, Store, V1Session};
+use opsq_store::{now_ms, JobFilter, JobOutcome, Resolution, Store, UnfinishedCounts, V1Session};
 use serde_json::json;
 
 use crate::support::*;
@@ -233,4 +236,36 @@ pub async fn prune_sessions_deletes_only_expired_sessions(store: Store) {
     // A pruned session's token hash is free again (the row is really gone).
     store.create_v1_session(session("h-old", now + 60_000)).await.expect("re-create a pruned session");
     assert_duplicate(store.create_v1_session(soon).await);
+}
+
+/// Long enough for any count in a test; the bound itself is tested where a backend
+/// can be made to hang (`postgres_only`).
+const COUNT_WITHIN: Duration = Duration::from_secs(10);
+
+fn counts(not_started: u64, executing: u64, resumed: u64, unknown: u64) -> UnfinishedCounts {
+    UnfinishedCounts { not_started, executing, resumed, unknown }
+}
+
+pub async fn unfinished_counts_count_each_unfinished_status(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(0, 0, 0, 0));
+
+    let live = live_jobs(&store).await;
+    // Finished jobs of every kind are not counted.
+    succeeded_job(&store, "t.done").await;
+    failed_job(&store, "t.failed").await;
+    let cancelled = submit(&store, new_job("ACME", "t.cancelled")).await;
+    store.cancel(cancelled.number, "not needed").await.unwrap();
+    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(1, 1, 1, 1));
+
+    // The counts follow the jobs: two more wait, one of them then runs and succeeds,
+    // and the unknown one is resolved to run again.
+    let more = submit(&store, new_job("ACME", "t.more")).await;
+    submit(&store, new_job("ACME", "t.other")).await;
+    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(3, 1, 1, 1));
+    let leased = claim_job(&store, &more, "w-more", LONG_LEASE_MS).await;
+    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(2, 2, 1, 1));
+    store.finish(more.number, &leased.lease_token, JobOutcome::Succeeded(json!(null))).await.unwrap();
+    store.resolve(live[3], Resolution::Retry, "retry").await.unwrap();
+    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(2, 1, 2, 0));
 }

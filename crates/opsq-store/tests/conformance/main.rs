@@ -266,6 +266,7 @@ macro_rules! all_conformance_tests {
             housekeeping::fail_stale_unknown_ends_only_old_unknown_jobs,
             housekeeping::unknown_jobs_lists_the_oldest_first,
             housekeeping::prune_sessions_deletes_only_expired_sessions,
+            housekeeping::unfinished_counts_count_each_unfinished_status,
         );
     };
 }
@@ -305,6 +306,36 @@ mod postgres_only {
         })
         .await;
         assert!(rows <= 3000.0, "the statistics count {rows} jobs of 3000");
+        drop(db);
+        drop(guard);
+    }
+
+    /// A count that cannot finish (here, waiting for a lock another connection holds)
+    /// fails as unavailable within its bound instead of holding up its caller, and
+    /// leaves nothing behind: the next count answers as soon as the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_count_that_cannot_finish_fails_within_its_bound() {
+        let Some((store, guard)) = postgres_store().await else { return };
+        let scratch = guard.downcast_ref::<PgScratchDatabase>().expect("a PostgreSQL scratch database");
+        let mut db = pg_connect(&with_database(&scratch.admin_url, &scratch.name)).await.expect("connect");
+        accounts(&store, &["ACME"]).await;
+        submit(&store, new_job("ACME", "t.waiting")).await;
+        let within = std::time::Duration::from_millis(300);
+        let lock = db.transaction().await.expect("begin");
+        lock.batch_execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE").await.expect("lock the jobs");
+
+        let started = std::time::Instant::now();
+        let counted = store.unfinished_counts(within).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(counted, Err(opsq_store::StoreError::Unavailable(_))),
+            "a count behind a lock: {counted:?}"
+        );
+        assert!(took < std::time::Duration::from_secs(2), "gave up after {took:?}, not within {within:?}");
+
+        lock.rollback().await.expect("release the lock");
+        let counts = store.unfinished_counts(within).await.expect("a count once the lock is gone");
+        assert_eq!(counts.not_started, 1);
         drop(db);
         drop(guard);
     }
