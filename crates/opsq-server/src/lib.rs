@@ -5,6 +5,7 @@ pub mod auth;
 mod body;
 mod error;
 pub mod housekeeping;
+pub mod metrics;
 pub mod openapi;
 mod recent;
 mod render;
@@ -134,6 +135,7 @@ pub async fn app_state(store: Store, config: ServerConfig) -> anyhow::Result<App
         wakeup: wakeup::Wakeup::default(),
         running: wakeup::RunningJobs::default(),
         config,
+        metrics: metrics::Metrics::new(),
         decoy_hash: decoy,
         kinds: Recent::default(),
         accounts: Recent::default(),

@@ -9,6 +9,7 @@ use crate::recent::Recent;
 
 use crate::auth::{Caller, LoginThrottle, TokenKeys};
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
 use crate::wakeup::{RunningJobs, Wakeup};
 
 /// Largest request body accepted, in bytes; larger bodies get 413 without being read.
@@ -44,6 +45,8 @@ pub struct SharedState {
     pub running: RunningJobs,
     /// Defaults of `opsq serve` that handlers need.
     pub config: ServerConfig,
+    /// What `GET /metrics` shows; handlers count what they did in it.
+    pub metrics: Metrics,
     /// An argon2id hash of nothing anyone knows, checked when a username does not
     /// exist so that failed logins take the same time either way.
     pub decoy_hash: String,

@@ -36,7 +36,7 @@ pub const BEARER_SCHEME: &str = "bearerToken";
         (name = "jobs", description = "opsq's jobs API: submit any kind, read, list and cancel jobs."),
         (name = "workers", description = "The protocol for external workers (users with the Worker role): \
             claim, heartbeat, complete, fail, fenced by a lease token."),
-        (name = "operations", description = "Health checks and this document; no token needed."),
+        (name = "operations", description = "Health checks, metrics and this document; no token needed."),
         (name = "v1", description = "The deprecated v1 Queue API, XML or JSON, with a session cookie. \
             HTTP 200 for every API-level outcome, told by `StatusCode`."),
     ),

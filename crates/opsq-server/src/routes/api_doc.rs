@@ -5,7 +5,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{health, jobs, login, servers, status, worker_report, workers};
+use super::{health, jobs, login, metrics, servers, status, worker_report, workers};
 
 /// The annotated handlers of [`super::router`]; `openapi::document` adds the rest.
 /// A test compares these paths with the router's, so a route without an annotation
@@ -14,6 +14,7 @@ use super::{health, jobs, login, servers, status, worker_report, workers};
 #[openapi(paths(
     health::healthz,
     health::readyz,
+    metrics::metrics,
     openapi_json,
     login::login,
     status::get_status,

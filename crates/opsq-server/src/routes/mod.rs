@@ -5,6 +5,7 @@ mod claim_wait;
 mod health;
 mod jobs;
 mod login;
+mod metrics;
 mod servers;
 mod status;
 mod worker_report;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(api_doc::openapi_json))
         .route("/v2/authentication/login", post(login::login))
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
