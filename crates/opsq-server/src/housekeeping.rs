@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use opsq_store::{Resolution, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::JobCounters;
 use crate::runner::{ProbeVerdict, Registry};
 use crate::wakeup::Wakeup;
 
@@ -47,6 +48,7 @@ pub async fn run(
     registry: Registry,
     wakeup: Wakeup,
     config: HousekeepingConfig,
+    counters: JobCounters,
     shutdown: CancellationToken,
 ) {
     let mut last_chores: Option<Instant> = None;
@@ -63,6 +65,7 @@ pub async fn run(
         match store.rescue(None).await {
             Ok(rescued) if !rescued.is_empty() => {
                 tracing::info!(count = rescued.len(), "took back jobs whose lease expired");
+                counters.rescued(&rescued);
                 wakeup.notify();
             }
             Ok(_) => {}

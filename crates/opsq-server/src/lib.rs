@@ -176,6 +176,7 @@ pub async fn serve(
         state.wakeup.clone(),
         state.running.clone(),
         options.runner.clone(),
+        state.metrics.jobs().clone(),
     );
     let runner = match options.runner_gate.clone() {
         Some(gate) => runner.with_gate(gate),
@@ -190,6 +191,7 @@ pub async fn serve(
         registry,
         state.wakeup.clone(),
         options.housekeeping.clone(),
+        state.metrics.jobs().clone(),
         shutdown.clone(),
     ));
     let app = match options.extra_routes {

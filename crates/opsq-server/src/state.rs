@@ -78,13 +78,23 @@ impl AppState {
         Ok(apply_kind_defaults(settings.as_ref(), max_attempts, safe_to_repeat))
     }
 
-    /// Wakes the runner and long-polling workers if a submission left jobs waiting.
-    /// Jobs the runner already started in the submission's transaction need no
-    /// claim, so a submission that was all dispatched wakes nobody.
+    /// Counts an accepted submission's new jobs, and wakes the runner and
+    /// long-polling workers if it left jobs waiting. Jobs a free slot took in the
+    /// submission's transaction started their first attempt there and need no claim,
+    /// so a submission that was all dispatched wakes nobody.
     pub fn submitted(&self, outcomes: &[SubmitOutcome]) {
-        let waiting = outcomes.iter().any(
-            |outcome| matches!(outcome, SubmitOutcome::Created(job) if job.status == opsq_domain::JobStatus::NotStarted),
-        );
+        let (mut created, mut started, mut waiting) = (0, 0, false);
+        for outcome in outcomes {
+            if let SubmitOutcome::Created(job) = outcome {
+                created += 1;
+                match job.status {
+                    opsq_domain::JobStatus::Executing => started += 1,
+                    opsq_domain::JobStatus::NotStarted => waiting = true,
+                    _ => {}
+                }
+            }
+        }
+        self.metrics.jobs().submitted(created, started);
         if waiting {
             self.wakeup.notify();
         }

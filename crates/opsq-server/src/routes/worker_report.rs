@@ -184,7 +184,10 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
             // The outcomes are recorded whatever happens here: a failed claim answers
             // them with no jobs rather than as an error the worker would resend.
             match state.store.claim(request).await {
-                Ok(claimed) => jobs.extend(claimed),
+                Ok(claimed) => {
+                    state.metrics.jobs().attempts_started(claimed.len());
+                    jobs.extend(claimed);
+                }
                 Err(err) => tracing::warn!(error = %err, "claiming with a worker's report failed"),
             }
         }
@@ -202,5 +205,9 @@ async fn record(
     next: Option<Arc<ClaimRequest>>,
 ) -> Recorded {
     let row = find_visible_job(state, &caller.account, &body.id).await?;
-    Ok(state.store.finish_status_then_claim(row.number, &body.lease_token, outcome, next).await?)
+    let (status, claimed) =
+        state.store.finish_status_then_claim(row.number, &body.lease_token, outcome, next).await?;
+    state.metrics.jobs().attempt_ended(status);
+    state.metrics.jobs().attempts_started(usize::from(claimed.is_some()));
+    Ok((status, claimed))
 }

@@ -84,6 +84,7 @@ pub async fn claim(State(state): State<AppState>, caller: Caller, body: RawBody)
     let mut offer = ClaimOffer::for_request(&claim_request);
     loop {
         let claims = state.store.claim(claim_request.clone()).await?;
+        state.metrics.jobs().attempts_started(claims.len());
         if !claims.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(claimed(&claims));
         }
@@ -276,6 +277,7 @@ pub async fn complete(
     let (request, number, account): (CompleteBody, _, _) =
         job_call(&state, &caller, &status_id, &body).await?;
     let job = state.store.finish(number, &request.lease_token, JobOutcome::Succeeded(request.result)).await?;
+    state.metrics.jobs().attempt_ended(job.status);
     Ok(Json(job_json(&account, &job, None)))
 }
 
@@ -324,6 +326,7 @@ pub async fn fail(
     let (request, number, account): (FailBody, _, _) = job_call(&state, &caller, &status_id, &body).await?;
     let outcome = failure(&request.error, request.retryable, request.retry_after_seconds);
     let job = state.store.finish(number, &request.lease_token, outcome).await?;
+    state.metrics.jobs().attempt_ended(job.status);
     if job.status.is_claimable() {
         state.wakeup.notify();
     }

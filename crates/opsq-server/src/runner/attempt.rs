@@ -8,10 +8,12 @@ use opsq_store::{Claim, ClaimRequest, JobOutcome, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::{HandlerError, JobContext, JobHandler};
+use crate::metrics::JobCounters;
 
 /// Runs one attempt: runs the handler while renewing its lease, records
 /// the outcome. A lost lease cancels the handler and its outcome is never recorded.
-/// With `next`, a success also claims the slot's next job, answered here.
+/// With `next`, a success also claims the slot's next job, answered here. Both are
+/// counted in `counters` once recorded.
 pub async fn run(
     store: Store,
     handler: Arc<dyn JobHandler>,
@@ -19,6 +21,7 @@ pub async fn run(
     default_lease: Duration,
     cancel: CancellationToken,
     next: Option<Arc<ClaimRequest>>,
+    counters: &JobCounters,
 ) -> Option<Claim> {
     let number = claim.job.number;
     let attempt = claim.job.attempt;
@@ -69,6 +72,10 @@ pub async fn run(
     match Box::pin(store.finish_status_then_claim(number, &token, outcome, next)).await {
         Ok((status, next)) => {
             tracing::info!(job = number, attempt, %status, "attempt ended");
+            counters.attempt_ended(status);
+            if next.is_some() {
+                counters.attempts_started(1);
+            }
             return next;
         }
         Err(StoreError::LeaseLost(_)) => {

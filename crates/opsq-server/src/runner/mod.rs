@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use handler::{HandlerError, JobContext, JobHandler, ProbeVerdict};
 
+use crate::metrics::JobCounters;
 use crate::wakeup::{RunningJobs, Wakeup};
 
 /// Lease owners of in-process runners start with this, so a restarted node can take
@@ -123,6 +124,7 @@ pub struct Runner {
     running: RunningJobs,
     config: RunnerConfig,
     gate: Option<tokio::sync::watch::Receiver<bool>>,
+    counters: JobCounters,
 }
 
 impl Runner {
@@ -132,9 +134,10 @@ impl Runner {
         wakeup: Wakeup,
         running: RunningJobs,
         config: RunnerConfig,
+        counters: JobCounters,
     ) -> Self {
         let owner = format!("{IN_PROCESS_OWNER_PREFIX}{:016x}", rand::random::<u64>());
-        Self { store, registry: Arc::new(registry), owner, wakeup, running, config, gate: None }
+        Self { store, registry: Arc::new(registry), owner, wakeup, running, config, gate: None, counters }
     }
 
     /// Claims only while `gate` holds `true`: an embedder (the benchmarks) can hold
@@ -164,7 +167,8 @@ impl Runner {
         if !self.store.is_shared() {
             match self.store.rescue(Some(IN_PROCESS_OWNER_PREFIX.to_string())).await {
                 Ok(rescued) if !rescued.is_empty() => {
-                    tracing::info!(count = rescued.len(), "took back jobs interrupted by the previous run")
+                    tracing::info!(count = rescued.len(), "took back jobs interrupted by the previous run");
+                    self.counters.rescued(&rescued);
                 }
                 Ok(_) => {}
                 Err(err) => tracing::error!(error = %err, "could not take back interrupted jobs"),
@@ -210,6 +214,7 @@ impl Runner {
                 match self.claim(&kinds, free).await {
                     Ok(claims) => {
                         failures = 0;
+                        self.counters.attempts_started(claims.len());
                         claimed_all = claims.len() == free;
                         for claim in claims {
                             self.start(claim, &permits, &mut tasks, &jobs_cancel, &next_jobs);
@@ -273,14 +278,23 @@ impl Runner {
         let Some(mut prepared) = prepare(&self.registry, &self.running, jobs_cancel, &claim) else { return };
         let (store, running, registry) = (self.store.clone(), self.running.clone(), self.registry.clone());
         let (next_jobs, jobs_cancel) = (next_jobs.clone(), jobs_cancel.clone());
+        let counters = self.counters.clone();
         let lease = self.config.lease;
         tasks.spawn(async move {
             let mut claim = claim;
             loop {
                 let number = claim.job.number;
                 let (handler, cancel) = prepared;
-                let next =
-                    attempt::run(store.clone(), handler, claim, lease, cancel, next_jobs.request()).await;
+                let next = attempt::run(
+                    store.clone(),
+                    handler,
+                    claim,
+                    lease,
+                    cancel,
+                    next_jobs.request(),
+                    &counters,
+                )
+                .await;
                 running.remove(number);
                 let Some(next) = next else { break };
                 // Claimed for the runner's kinds, so it has a handler.
@@ -324,7 +338,10 @@ impl Runner {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         match self.store.rescue(Some(self.owner.clone())).await {
-            Ok(rescued) => tracing::info!(count = rescued.len(), "handed running jobs back"),
+            Ok(rescued) => {
+                tracing::info!(count = rescued.len(), "handed running jobs back");
+                self.counters.rescued(&rescued);
+            }
             Err(err) => tracing::error!(error = %err, "could not hand jobs back; their leases will expire"),
         }
     }

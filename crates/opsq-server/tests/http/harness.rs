@@ -9,7 +9,6 @@ use opsq_server::{RunnerConfig, ServeOptions};
 use opsq_store::{Account, ClaimRequest, NewUser, Store};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 pub const ROOT: &str = "OPSQ";
@@ -21,7 +20,9 @@ pub struct TestServer {
     pub admin_password: String,
     pub http: Client,
     shutdown: CancellationToken,
-    _dir: TempDir,
+    /// Whatever keeps the store's data alive (its temporary directory or scratch
+    /// database) until the server is dropped.
+    _data: Box<dyn std::any::Any + Send>,
 }
 
 impl Drop for TestServer {
@@ -55,6 +56,16 @@ impl TestServer {
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_sqlite(dir.path()).expect("open store");
+        Self::start_over(store, Box::new(dir), config, configure).await
+    }
+
+    /// Starts over an empty `store`; `data` keeps what the store lives in alive.
+    pub async fn start_over(
+        store: Store,
+        data: Box<dyn std::any::Any + Send>,
+        config: opsq_server::ServerConfig,
+        configure: impl FnOnce(&mut ServeOptions),
+    ) -> Self {
         let created = opsq_server::bootstrap(&store, alias(ROOT), Location::parse("WA1").unwrap())
             .await
             .expect("bootstrap")
@@ -77,7 +88,7 @@ impl TestServer {
             admin_password: created.password,
             http: Client::new(),
             shutdown,
-            _dir: dir,
+            _data: data,
         }
     }
 
