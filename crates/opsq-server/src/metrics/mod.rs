@@ -64,6 +64,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric and resolves every label set, so nothing is created or
+    /// looked up on the paths that count.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let submitted = Counter::default();
@@ -122,6 +124,7 @@ impl Metrics {
         Self { registry, jobs }
     }
 
+    /// The counters, for the code that does what they count.
     pub fn jobs(&self) -> &JobCounters {
         &self.jobs
     }
