@@ -66,6 +66,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             Some(lock_data_dir(&dir)?)
         }
     };
+    // Bound before the store is bootstrapped: a port in use ends the start before an
+    // admin is created, and once the admin password is printed, connections to the
+    // port are accepted (they wait in the backlog until the server serves).
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     let store = args.store.open().await?;
 
     if let Some(created) = opsq_server::bootstrap(&store, alias, location).await? {
@@ -78,9 +84,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server_config =
         ServerConfig { default_lease_ms: args.lease_secs.max(1) as i64 * 1000, ..ServerConfig::default() };
     let state = opsq_server::app_state(store.clone(), server_config).await?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     println!("opsq: listening on http://{address}");
     tracing::info!(%address, store = %store.describe(), simulate = args.simulate, "opsq serving");
