@@ -7,7 +7,8 @@
 # This machine's speed moves a lot from one minute to the next, so a change is
 # judged by interleaved pairs, never by one run of each. For W1 it also prints CPU
 # per drained job, which moves less with the hour than jobs/s: the whole server's,
-# and on SQLite its writer thread's, on PostgreSQL the database backends'. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256; with
+# and on SQLite its writer thread's, on PostgreSQL the database backends', with
+# MODE=external the worker processes'. Knobs: N (W1 jobs, 60000), CONC (in-process slots, 256; with
 # MODE=external, slots per worker process, 24), MODE (inproc, or external: WORKERS
 # opsq-client worker processes, 2, as in the suite's (ext) rows), STORE
 # (sqlite, or pg with PG_ADMIN_URL: the script creates a fresh database `opsq_ab`
