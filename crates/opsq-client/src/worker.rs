@@ -158,6 +158,7 @@ impl Worker {
         // jobs its reports claim back here, with the slots they fill.
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel::<Pending>();
         let (next_jobs, mut next_rx) = mpsc::unbounded_channel::<NextJob>();
+        let claims_end = shutdown.child_token();
         let reporter = tokio::spawn(
             Reporter {
                 client: self.client.clone(),
@@ -167,7 +168,7 @@ impl Worker {
                     wait_seconds: None,
                     worker_id: (!config.worker_id.is_empty()).then(|| config.worker_id.clone()),
                 },
-                shutdown: shutdown.clone(),
+                claims_end: claims_end.clone(),
                 next_jobs,
             }
             .run(outcomes_rx),
@@ -189,7 +190,7 @@ impl Worker {
             worker_id = %config.worker_id,
             "worker started"
         );
-        loop {
+        'claiming: loop {
             while let Some(joined) = tasks.try_join_next() {
                 log_join(joined);
             }
@@ -253,9 +254,15 @@ impl Worker {
                     failures = failures.saturating_add(1);
                     let pause = backoff(failures);
                     tracing::warn!(error = %err, retry_in = ?pause, "claim failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = sleep(pause) => {}
+                    // Jobs that reports claim meanwhile start at once: they are leased.
+                    let until = Instant::now() + pause;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => break 'claiming,
+                            Some((claimed, permit)) = next_rx.recv() => start(&mut tasks, claimed, permit),
+                            _ = sleep_until(until) => break,
+                        }
                     }
                 }
                 Err(err) => {
@@ -265,7 +272,9 @@ impl Worker {
                 }
             }
         }
-        // Jobs a report claimed that never started are handed back unstarted.
+        // No more claims, by reports either; jobs a report claimed that never started
+        // are handed back unstarted.
+        claims_end.cancel();
         next_rx.close();
         while let Ok((claimed, permit)) = next_rx.try_recv() {
             let _ = outcomes.send(Pending::hand_back(claimed, permit));

@@ -33,8 +33,9 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// A job claimed after shutdown began: handed back unstarted, as a retryable
-    /// failure, so it runs again elsewhere at once instead of when its lease ends.
+    /// A job claimed once claims ended: handed back unstarted, as a retryable failure
+    /// to run again with no pause, so it need not wait for its lease to run out. Like
+    /// a rescue, this counts as an attempt.
     pub(super) fn hand_back(claimed: ClaimedJob, permit: Option<OwnedSemaphorePermit>) -> Self {
         Pending {
             id: claimed.job.id,
@@ -43,7 +44,7 @@ impl Pending {
             report: Report::Fail(FailRequest {
                 error: "worker shutting down: not started".into(),
                 retryable: true,
-                retry_after_seconds: None,
+                retry_after_seconds: Some(0),
             }),
             permit,
         }
@@ -68,9 +69,10 @@ pub(super) struct Reporter {
     pub(super) client: Client,
     /// The worker's claim; each report asks for as many jobs as its outcomes hold slots.
     pub(super) claim: ClaimRequest,
-    /// Once fired, reports claim nothing, and jobs claimed by a report in flight are
+    /// Fired when the worker's loop stops claiming (shutdown, or a claim refused for
+    /// good): reports claim nothing more, and jobs a report in flight claimed are
     /// handed back.
-    pub(super) shutdown: CancellationToken,
+    pub(super) claims_end: CancellationToken,
     pub(super) next_jobs: mpsc::UnboundedSender<NextJob>,
 }
 
@@ -95,39 +97,54 @@ impl Reporter {
                 continue;
             }
             match self.send(batch).await {
-                Sent::Settled(requeued) => queued.extend(requeued),
-                Sent::Unsupported(batch) => {
+                Sent::Settled(hand_back) => queued.extend(hand_back),
+                Sent::Unsupported(batch, hand_back) => {
                     tracing::info!("the server has no /v2/workers/report: reporting one outcome per call");
                     per_call = true;
                     send_one_by_one(&self.client, batch).await;
+                    queued.extend(hand_back);
                 }
-                Sent::Refused(batch) => send_one_by_one(&self.client, batch).await,
+                Sent::Refused(batch, hand_back) => {
+                    send_one_by_one(&self.client, batch).await;
+                    queued.extend(hand_back);
+                }
             }
         }
     }
 
-    /// Sends one report, retrying transient failures while the outcomes' leases last.
+    /// Sends one report, retrying transient failures (of the call, or of single
+    /// outcomes) with backoff while the outcomes' leases last. Answers the jobs to
+    /// hand back (claimed after claims ended).
     async fn send(&self, mut batch: Vec<Pending>) -> Sent {
         let mut failures: u32 = 0;
+        let mut hand_back = Vec::new();
         loop {
             let slots = batch.iter().filter(|pending| pending.permit.is_some()).count();
-            let claim = (slots > 0 && !self.shutdown.is_cancelled()).then(|| ClaimRequest {
+            let claim = (slots > 0 && !self.claims_end.is_cancelled()).then(|| ClaimRequest {
                 limit: Some(slots as u32),
                 wait_seconds: None,
                 ..self.claim.clone()
             });
             let request = ReportRequest { outcomes: batch.iter().map(Pending::outcome).collect(), claim };
-            let err = match self.client.report(&request).await {
-                Ok(answer) => return Sent::Settled(self.settle(batch, answer)),
-                Err(err) => err,
+            let error = match self.client.report(&request).await {
+                Ok(answer) => {
+                    let settled = self.settle(batch, answer);
+                    hand_back.extend(settled.hand_back);
+                    if settled.retry.is_empty() {
+                        return Sent::Settled(hand_back);
+                    }
+                    batch = settled.retry;
+                    "the server could not record some outcomes".to_string()
+                }
+                Err(err) if matches!(err.status(), Some(404 | 405)) => {
+                    return Sent::Unsupported(batch, hand_back)
+                }
+                Err(err) if !err.is_transient() => {
+                    tracing::warn!(error = %err, "the server refused a report; sending its outcomes one by one");
+                    return Sent::Refused(batch, hand_back);
+                }
+                Err(err) => err.to_string(),
             };
-            if matches!(err.status(), Some(404 | 405)) {
-                return Sent::Unsupported(batch);
-            }
-            if !err.is_transient() {
-                tracing::warn!(error = %err, "the server refused a report; sending its outcomes one by one");
-                return Sent::Refused(batch);
-            }
             failures = failures.saturating_add(1);
             let pause = backoff(failures);
             batch.retain(|pending| {
@@ -135,25 +152,25 @@ impl Reporter {
                 if !keep {
                     tracing::error!(
                         job = %pending.id,
-                        error = %err,
+                        error = %error,
                         "could not report the outcome before the lease ran out; the server will rescue the job"
                     );
                 }
                 keep
             });
             if batch.is_empty() {
-                return Sent::Settled(Vec::new());
+                return Sent::Settled(hand_back);
             }
-            tracing::warn!(error = %err, retry_in = ?pause, "reporting outcomes failed; retrying");
+            tracing::warn!(error = %error, retry_in = ?pause, "reporting outcomes failed; retrying");
             sleep(pause).await;
         }
     }
 
-    /// Logs each outcome's answer, hands the claimed jobs to the worker's loop with
-    /// the slots the outcomes freed, and returns what must be reported again: outcomes
-    /// refused for a passing reason, and jobs claimed after shutdown began.
-    fn settle(&self, batch: Vec<Pending>, answer: ReportResponse) -> Vec<Pending> {
-        let mut again = Vec::new();
+    /// Logs each outcome's answer and hands the claimed jobs to the worker's loop with
+    /// the slots the outcomes freed. Outcomes refused for a passing reason are to be
+    /// sent again; jobs claimed once claims ended are to be handed back.
+    fn settle(&self, batch: Vec<Pending>, answer: ReportResponse) -> Settled {
+        let mut retry = Vec::new();
         let mut freed = Vec::new();
         let mut answers = answer.outcomes.into_iter();
         for mut pending in batch {
@@ -182,9 +199,10 @@ impl Reporter {
                     tracing::warn!(job = %pending.id, error = message, "the lease was lost before the outcome was recorded; dropping it");
                     freed.extend(pending.permit.take());
                 }
-                Some(429 | 502..=504) if Instant::now() < pending.lease.until() => {
-                    tracing::warn!(job = %pending.id, error = message, "reporting the outcome failed; retrying");
-                    again.push(pending);
+                // What `ClientError::is_transient` retries for a call of its own.
+                Some(status) if status == 408 || status == 429 || status >= 500 => {
+                    tracing::warn!(job = %pending.id, status, error = message, "the outcome was not recorded; retrying");
+                    retry.push(pending);
                 }
                 status => {
                     tracing::error!(job = %pending.id, ?status, error = message, "the server refused the outcome");
@@ -192,31 +210,43 @@ impl Reporter {
                 }
             }
         }
+        let mut hand_back = Vec::new();
         for claimed in answer.jobs {
-            // The server never claims more than the outcomes' slots; should it, the
-            // job still runs (over the limit) rather than sitting leased.
-            let permit = freed.pop();
+            // The report asked for a job for every slot it held, those of the outcomes
+            // to retry too: theirs go to the claimed jobs once the freed ones run out,
+            // so a retry asks for no job again. Should the server claim more still, the
+            // job runs (over the limit) rather than sitting leased.
+            let permit = freed.pop().or_else(|| retry.iter_mut().find_map(|pending| pending.permit.take()));
             tracing::info!(job = %claimed.job.id, kind = %claimed.job.kind, attempt = claimed.job.attempt, "claimed");
-            if self.shutdown.is_cancelled() {
-                again.push(Pending::hand_back(claimed, permit));
+            if self.claims_end.is_cancelled() {
+                hand_back.push(Pending::hand_back(claimed, permit));
             } else if let Err(mpsc::error::SendError((claimed, permit))) =
                 self.next_jobs.send((claimed, permit))
             {
-                again.push(Pending::hand_back(claimed, permit));
+                hand_back.push(Pending::hand_back(claimed, permit));
             }
         }
-        again
+        Settled { retry, hand_back }
     }
 }
 
-/// What became of a report.
+/// A report's answer, sorted.
+struct Settled {
+    /// Outcomes the server could not record for a passing reason.
+    retry: Vec<Pending>,
+    /// Jobs claimed once claims ended, to report as handed back.
+    hand_back: Vec<Pending>,
+}
+
+/// What became of a report; each carries the jobs to hand back.
 enum Sent {
-    /// Answered: these must be reported again.
+    /// Answered.
     Settled(Vec<Pending>),
-    /// The server has no such call.
-    Unsupported(Vec<Pending>),
-    /// The server refused the report as a whole (say, a token that expired).
-    Refused(Vec<Pending>),
+    /// The server has no such call: these outcomes are still to be sent.
+    Unsupported(Vec<Pending>, Vec<Pending>),
+    /// The server refused the report as a whole (say, a token that expired): these
+    /// outcomes are still to be sent.
+    Refused(Vec<Pending>, Vec<Pending>),
 }
 
 /// `complete` or `fail` for each outcome, all at once.

@@ -37,6 +37,10 @@ struct Script {
     reports: bool,
     /// Jobs handed out by reports' claims.
     from_reports: usize,
+    /// How many outcomes reports answer `recorded: false` with 503 before recording.
+    outcome_failures: u32,
+    /// When each report arrived.
+    report_times: Vec<Instant>,
     /// Every call: (action, job id, body).
     calls: Vec<(String, String, Value)>,
 }
@@ -104,18 +108,17 @@ async fn action(
 async fn report(State(fake): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let mut script = lock(&fake);
     script.calls.push(("report".into(), String::new(), body.clone()));
-    let outcomes: Vec<Value> = body["outcomes"]
-        .as_array()
-        .map(|outcomes| {
-            outcomes
-                .iter()
-                .map(|o| {
-                    let status = if o.get("error").is_some() { "failed" } else { "succeeded" };
-                    json!({"id": o["id"], "recorded": true, "status": status})
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    script.report_times.push(Instant::now());
+    let mut outcomes = Vec::new();
+    for o in body["outcomes"].as_array().into_iter().flatten() {
+        if script.outcome_failures > 0 {
+            script.outcome_failures -= 1;
+            outcomes.push(json!({"id": o["id"], "recorded": false, "httpStatus": 503, "message": "busy"}));
+            continue;
+        }
+        let status = if o.get("error").is_some() { "failed" } else { "succeeded" };
+        outcomes.push(json!({"id": o["id"], "recorded": true, "status": status}));
+    }
     let limit = body["claim"]["limit"].as_u64().unwrap_or(0) as usize;
     let take = limit.min(script.jobs.len());
     let jobs: Vec<Value> = script.jobs.drain(..take).collect();
@@ -421,4 +424,26 @@ async fn outcomes_go_out_in_reports_that_claim_the_slots_they_free() {
     want.sort();
     assert_eq!(reported, want, "every job reported once");
     assert!(lock(&fake).from_reports > 0, "jobs came with reports, not only with claims: {calls:?}");
+}
+
+#[tokio::test]
+async fn an_outcome_the_server_could_not_record_is_sent_again_after_a_pause() {
+    let script = Script {
+        jobs: [job_json("wa1-9", 30)].into(),
+        reports: true,
+        outcome_failures: 2,
+        ..Script::default()
+    };
+    let (fake, client) = start(script).await;
+    let handler = handler_fn(|_job: crate::Job, _ctx: WorkContext| async move { Ok(json!(1)) });
+    let recorded = |script: &Script| script.outcome_failures == 0 && script.report_times.len() >= 3;
+    let calls = run_until(&fake, client, config(Duration::from_secs(5)), handler, recorded).await;
+    let reports = actions(&calls, "report");
+    assert_eq!(reports.len(), 3, "refused twice, then recorded: {calls:?}");
+    assert!(reports.iter().all(|r| r["outcomes"][0]["id"] == "wa1-9"), "{reports:?}");
+    assert!(actions(&calls, "complete").is_empty(), "{calls:?}");
+    // Backoff, not a tight loop: 0.5 s, then 1 s.
+    let times = lock(&fake).report_times.clone();
+    assert!(times[1] - times[0] >= Duration::from_millis(450), "{:?}", times[1] - times[0]);
+    assert!(times[2] - times[1] >= Duration::from_millis(950), "{:?}", times[2] - times[1]);
 }
