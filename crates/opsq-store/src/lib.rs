@@ -29,7 +29,7 @@ pub enum Signal {
 }
 pub use types::{
     Account, ApiKey, CancelOutcome, Claim, ClaimRequest, HeartbeatAck, JobFilter, JobOutcome, JobStatusRow,
-    KindSettings, NewUser, Rescued, Resolution, SubmitOutcome, UnfinishedCounts, User, V1Session,
+    KindSettings, NewUser, NextJob, Rescued, Resolution, SubmitOutcome, UnfinishedCounts, User, V1Session,
 };
 
 /// The current wall-clock time in milliseconds since the Unix epoch.

@@ -214,13 +214,6 @@ impl Store {
         matches!(&*self.backend, Backend::Postgres(_))
     }
 
-    /// Whether [`Self::finish_status_then_claim`] claims the next job with a success
-    /// (the embedded store), so a success that comes back without one means nothing
-    /// waited; elsewhere the caller claims on its own.
-    pub fn claims_next_with_success(&self) -> bool {
-        matches!(&*self.backend, Backend::Sqlite(_))
-    }
-
     pub async fn job(&self, number: i64) -> Result<Option<Job>, StoreError> {
         dispatch_read!(self, s => s.job(number))
     }
@@ -282,7 +275,9 @@ impl Store {
 
     /// [`Self::finish_status`] that, on a success, also claims the next waiting job
     /// for `next`, if given (one job, whatever its `limit`), and answers it with the
-    /// status. `next` is shared: a runner asks the same for every job.
+    /// status. `next` is shared: a runner asks the same for every job. The answer says
+    /// whether the claim was made ([`NextJob`]), so a caller that wants a job still
+    /// claims on its own only where that can find one.
     ///
     /// On the embedded store the claim is made in the success's own transaction: a
     /// runner that keeps its slot busy this way needs no transaction of its own to
@@ -294,12 +289,12 @@ impl Store {
         lease_token: &str,
         outcome: JobOutcome,
         next: Option<Arc<ClaimRequest>>,
-    ) -> Result<(JobStatus, Option<Claim>), StoreError> {
+    ) -> Result<(JobStatus, NextJob), StoreError> {
         outcome_storable(&outcome)?;
         match &*self.backend {
             Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome, next).await,
             Backend::Postgres(s) => {
-                Ok((s.finish(number, lease_token.to_string(), outcome).await?.status, None))
+                Ok((s.finish(number, lease_token.to_string(), outcome).await?.status, NextJob::NotClaimed))
             }
         }
     }

@@ -71,6 +71,39 @@ pub struct ClaimRequest {
     pub accounts: Option<Vec<AccountAlias>>,
 }
 
+/// What a success that asked for its slot's next job got from
+/// `Store::finish_status_then_claim`, so the caller knows whether claiming on its own
+/// could find anything.
+#[derive(Debug, Clone)]
+pub enum NextJob<C = Claim> {
+    /// Claimed in the success's own transaction.
+    Claimed(C),
+    /// The claim ran and found no job waiting for the request.
+    NoneWaiting,
+    /// No claim was made: none was asked for, the outcome was not a recorded success,
+    /// the store claims nothing with outcomes (PostgreSQL), or the claim failed.
+    NotClaimed,
+}
+
+impl<C> NextJob<C> {
+    /// The job claimed, if one was.
+    pub fn claimed(self) -> Option<C> {
+        match self {
+            NextJob::Claimed(claim) => Some(claim),
+            NextJob::NoneWaiting | NextJob::NotClaimed => None,
+        }
+    }
+
+    /// The same answer with the claim converted (decoded), or the conversion's error.
+    pub fn try_map<D, E>(self, convert: impl FnOnce(C) -> Result<D, E>) -> Result<NextJob<D>, E> {
+        Ok(match self {
+            NextJob::Claimed(claim) => NextJob::Claimed(convert(claim)?),
+            NextJob::NoneWaiting => NextJob::NoneWaiting,
+            NextJob::NotClaimed => NextJob::NotClaimed,
+        })
+    }
+}
+
 /// A claimed job and the lease token that fences every later write of this attempt.
 #[derive(Debug, Clone)]
 pub struct Claim {

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::Json;
 use futures::future::join_all;
 use opsq_domain::JobStatus;
-use opsq_store::{Claim, ClaimRequest, JobOutcome};
+use opsq_store::{Claim, ClaimRequest, JobOutcome, NextJob};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -85,9 +85,9 @@ impl OutcomeBody {
     }
 }
 
-/// What recording one outcome gave: the job's new status and, for a success that
-/// asked for one, the job claimed for its slot (if one waited).
-type Recorded = ApiResult<(JobStatus, Option<Claim>)>;
+/// What recording one outcome gave: the job's new status and what came of the job
+/// its success asked for.
+type Recorded = ApiResult<(JobStatus, NextJob)>;
 
 #[utoipa::path(
     post,
@@ -144,23 +144,23 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
             wants
         })
         .collect();
-    let recordings =
-        request.outcomes.iter().zip(outcomes).zip(&wants_next).map(|((body, outcome), wants)| {
-            record(&state, &caller, body, outcome, next.clone().filter(|_| *wants))
-        });
+    let recordings = request.outcomes.iter().zip(outcomes).zip(wants_next).map(|((body, outcome), wants)| {
+        record(&state, &caller, body, outcome, next.clone().filter(|_| wants))
+    });
     let recorded: Vec<Recorded> = join_all(recordings).await;
 
     let mut jobs: Vec<Claim> = Vec::new();
     let mut queue_empty = false;
     let mut made_claimable = false;
     let mut answers = Vec::with_capacity(recorded.len());
-    for ((body, recorded), wants) in request.outcomes.iter().zip(recorded).zip(wants_next) {
+    for (body, recorded) in request.outcomes.iter().zip(recorded) {
         answers.push(match recorded {
-            Ok((status, claim)) => {
+            Ok((status, next)) => {
                 made_claimable |= status.is_claimable();
-                match claim {
-                    Some(claim) => jobs.push(claim),
-                    None => queue_empty |= wants && state.store.claims_next_with_success(),
+                match next {
+                    NextJob::Claimed(claim) => jobs.push(claim),
+                    NextJob::NoneWaiting => queue_empty = true,
+                    NextJob::NotClaimed => {}
                 }
                 json!({"id": body.id, "recorded": true, "status": status.as_str()})
             }
@@ -176,7 +176,8 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
         state.wakeup.notify();
     }
     // Slots the successes did not fill are claimed now, unless a success's own claim
-    // already found nothing to claim for this request.
+    // already found nothing waiting for this request (a failure in this report that
+    // made a job claimable has woken the claims that wait).
     if let Some(next) = next.filter(|_| !queue_empty) {
         let wanted = (next.limit as usize).saturating_sub(jobs.len());
         if wanted > 0 {
@@ -205,9 +206,9 @@ async fn record(
     next: Option<Arc<ClaimRequest>>,
 ) -> Recorded {
     let row = find_visible_job(state, &caller.account, &body.id).await?;
-    let (status, claimed) =
+    let (status, next) =
         state.store.finish_status_then_claim(row.number, &body.lease_token, outcome, next).await?;
     state.metrics.jobs().attempt_ended(status);
-    state.metrics.jobs().attempts_started(usize::from(claimed.is_some()));
-    Ok((status, claimed))
+    state.metrics.jobs().attempts_started(usize::from(matches!(next, NextJob::Claimed(_))));
+    Ok((status, next))
 }

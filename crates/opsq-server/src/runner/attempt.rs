@@ -73,9 +73,8 @@ pub async fn run(
         Ok((status, next)) => {
             tracing::info!(job = number, attempt, %status, "attempt ended");
             counters.attempt_ended(status);
-            if next.is_some() {
-                counters.attempts_started(1);
-            }
+            let next = next.claimed();
+            counters.attempts_started(usize::from(next.is_some()));
             return next;
         }
         Err(StoreError::LeaseLost(_)) => {

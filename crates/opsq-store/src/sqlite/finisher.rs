@@ -28,7 +28,7 @@ use super::history;
 use super::jobs::{claim_rows, lease_lost_or_missing, record_finished, RawClaim};
 use super::rows::{RawJob, JOB_COLUMNS};
 use super::{exec, Completion, SqliteStore, WriteOp};
-use crate::types::{Claim, ClaimRequest};
+use crate::types::{ClaimRequest, NextJob};
 use crate::{now_ms, rules, StoreError};
 
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
@@ -68,8 +68,8 @@ struct PendingSuccess {
 }
 
 /// What a success's caller hears: the job as recorded (when it asked for it), and
-/// the slot's next job (when it asked for one and one waited).
-type Recorded = (Option<RawJob>, Option<RawClaim>);
+/// what came of the slot's next job.
+type Recorded = (Option<RawJob>, NextJob<RawClaim>);
 
 /// The successes waiting for the writer. Whoever queues into an empty queue sends the
 /// writer the op that takes everything queued by the time it runs, so every success
@@ -124,7 +124,7 @@ impl SqliteStore {
         finished: rules::Finished,
         full: bool,
         next: Option<Arc<ClaimRequest>>,
-    ) -> Result<(Option<Job>, Option<Claim>), StoreError> {
+    ) -> Result<(Option<Job>, NextJob), StoreError> {
         let (reply, answer) = oneshot::channel();
         let first = {
             let mut queued = self.successes.lock();
@@ -139,7 +139,7 @@ impl SqliteStore {
             let _ = self.writer.send(op);
         }
         let (job, claim) = answer.await.map_err(|_| StoreError::Closed)??;
-        Ok((job.map(RawJob::decode).transpose()?, claim.map(RawClaim::decode).transpose()?))
+        Ok((job.map(RawJob::decode).transpose()?, claim.try_map(RawClaim::decode)?))
     }
 }
 
@@ -197,15 +197,16 @@ fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Opti
 
 /// Claims the next jobs asked for by the successes recorded, one statement per
 /// distinct request (in practice one: a runner's), each in a savepoint of its own: a
-/// claim that fails leaves the successes recorded and answers no next job. Answers
-/// one entry per success of `batch`, in order.
+/// claim that fails leaves the successes recorded and claims nothing. Answers one
+/// entry per success of `batch`, in order: those that asked get a job, or hear that
+/// none waited (the claim found fewer than asked for).
 fn claim_successors(
     c: &Connection,
     batch: &[PendingSuccess],
     answers: &[Result<Option<RawJob>, StoreError>],
     now: i64,
-) -> Vec<Option<RawClaim>> {
-    let mut claims: Vec<Option<RawClaim>> = batch.iter().map(|_| None).collect();
+) -> Vec<NextJob<RawClaim>> {
+    let mut claims: Vec<NextJob<RawClaim>> = batch.iter().map(|_| NextJob::NotClaimed).collect();
     // Each distinct request, with the successes that asked for it.
     let mut wanted: Vec<(&Arc<ClaimRequest>, Vec<usize>)> = Vec::new();
     for (index, (pending, answer)) in batch.iter().zip(answers).enumerate() {
@@ -219,8 +220,9 @@ fn claim_successors(
         let request = ClaimRequest { limit: asking.len() as u32, ..ClaimRequest::clone(request) };
         match in_savepoint(c, || claim_rows(c, &request, now)) {
             Ok(rows) => {
-                for (index, row) in asking.into_iter().zip(rows) {
-                    claims[index] = Some(row);
+                let mut rows = rows.into_iter();
+                for index in asking {
+                    claims[index] = rows.next().map_or(NextJob::NoneWaiting, NextJob::Claimed);
                 }
             }
             Err(err) => {

@@ -458,7 +458,7 @@ impl SqliteStore {
         lease_token: String,
         outcome: JobOutcome,
         next: Option<Arc<ClaimRequest>>,
-    ) -> Result<(JobStatus, Option<Claim>), StoreError> {
+    ) -> Result<(JobStatus, NextJob), StoreError> {
         let (job, claim) = self.record_outcome(number, lease_token, outcome, false, next).await?;
         Ok((job.map_or(JobStatus::Succeeded, |job| job.status), claim))
     }
@@ -472,7 +472,7 @@ impl SqliteStore {
         outcome: JobOutcome,
         full: bool,
         next: Option<Arc<ClaimRequest>>,
-    ) -> Result<(Option<Job>, Option<Claim>), StoreError> {
+    ) -> Result<(Option<Job>, NextJob), StoreError> {
         // A success ends the job whatever its attempt count or a cancel request, so it
         // needs nothing read first and is recorded with the other successes waiting
         // for the writer, in one statement (see `finisher`).
@@ -510,7 +510,7 @@ impl SqliteStore {
                 record_finished(c, number, &lease_token, &finished, now)
             })
             .await?;
-        Ok((Some(job.decode()?), None))
+        Ok((Some(job.decode()?), NextJob::NotClaimed))
     }
 
     pub(crate) async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use opsq_domain::{JobStatus, Progress};
-use opsq_store::{now_ms, ClaimRequest, JobOutcome, Rescued, Store};
+use opsq_store::{now_ms, ClaimRequest, JobOutcome, NextJob, Rescued, Store};
 use serde_json::json;
 
 use crate::support::*;
@@ -842,7 +842,7 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
         .unwrap();
     assert_eq!((status, job(&store, first.number).await.status), (Succeeded, Succeeded));
     let c2 = match claimed {
-        Some(c2) => {
+        NextJob::Claimed(c2) => {
             assert!(!store.is_shared(), "PostgreSQL answers no next job");
             // The oldest waiting job, one only (whatever the request's limit), claimed as a
             // claim would: leased to the request's owner, in its first attempt.
@@ -854,8 +854,9 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
             assert_eq!(events.last().unwrap().message, "attempt 1 started by w-1");
             c2
         }
-        None => {
+        other => {
             assert!(store.is_shared(), "the embedded store claims the next job with the success");
+            assert!(matches!(other, NextJob::NotClaimed), "PostgreSQL makes no claim: {other:?}");
             assert_eq!(status_of(&store, second.number).await, NotStarted);
             let mut claims = claim(&store, &["t.chain"], "w-1", 1).await;
             assert_eq!(numbers_of_claims(&claims), vec![second.number], "the oldest waiting job");
@@ -868,7 +869,8 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
         .finish_status_then_claim(second.number, &c2.lease_token, JobOutcome::Fatal("no".into()), next())
         .await
         .unwrap();
-    assert_eq!((status, claimed.is_none()), (Failed, true));
+    assert_eq!((status, claimed.clone().claimed().is_none()), (Failed, true));
+    assert!(matches!(claimed, NextJob::NotClaimed), "a failure makes no claim: {claimed:?}");
     let refused = store
         .finish_status_then_claim(second.number, &c2.lease_token, JobOutcome::Succeeded(json!(2)), next())
         .await;
@@ -881,7 +883,14 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
         .finish_status_then_claim(third.number, &c3.lease_token, JobOutcome::Succeeded(json!(3)), next())
         .await
         .unwrap();
-    assert_eq!((status, claimed.is_none()), (Succeeded, true));
+    assert_eq!((status, claimed.clone().claimed().is_none()), (Succeeded, true));
+    // The embedded store says the claim found nothing, so the caller need not look.
+    let said = if store.is_shared() {
+        matches!(claimed, NextJob::NotClaimed)
+    } else {
+        matches!(claimed, NextJob::NoneWaiting)
+    };
+    assert!(said, "{claimed:?}");
 }
 
 /// Successes recorded in one batch that each ask for a next job get distinct jobs,
@@ -913,13 +922,20 @@ pub async fn successes_claiming_together_each_get_their_own_next_job(store: Stor
     });
     let answers = futures::future::join_all(finishing).await;
     assert!(answers.iter().all(|(status, _)| *status == JobStatus::Succeeded));
-    let next: Vec<i64> =
-        answers.iter().filter_map(|(_, claim)| claim.as_ref().map(|c| c.job.number)).collect();
+    let next: Vec<i64> = answers
+        .iter()
+        .filter_map(|(_, next)| match next {
+            NextJob::Claimed(claim) => Some(claim.job.number),
+            NextJob::NoneWaiting | NextJob::NotClaimed => None,
+        })
+        .collect();
     if store.is_shared() {
         assert!(next.is_empty(), "PostgreSQL answers no next job");
     } else {
         assert_eq!(set(next.iter().copied()).len(), next.len(), "no job is handed out twice: {next:?}");
         assert_eq!(next.len(), 4, "every waiting job, and only those: {next:?}");
+        let none_waiting = answers.iter().filter(|(_, next)| matches!(next, NextJob::NoneWaiting)).count();
+        assert_eq!(none_waiting, 2, "the two that found nothing say so");
     }
     for number in next {
         assert_eq!(status_of(&store, number).await, JobStatus::Executing);
