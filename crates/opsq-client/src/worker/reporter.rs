@@ -96,25 +96,20 @@ impl Reporter {
                 send_one_by_one(&self.client, batch).await;
                 continue;
             }
-            match self.send(batch).await {
-                Sent::Settled(hand_back) => queued.extend(hand_back),
-                Sent::Unsupported(batch, hand_back) => {
+            let sent = self.send(batch).await;
+            if let Some(unsent) = sent.unsent {
+                if sent.unsupported {
                     tracing::info!("the server has no /v2/workers/report: reporting one outcome per call");
                     per_call = true;
-                    send_one_by_one(&self.client, batch).await;
-                    queued.extend(hand_back);
                 }
-                Sent::Refused(batch, hand_back) => {
-                    send_one_by_one(&self.client, batch).await;
-                    queued.extend(hand_back);
-                }
+                send_one_by_one(&self.client, unsent).await;
             }
+            queued.extend(sent.hand_back);
         }
     }
 
     /// Sends one report, retrying transient failures (of the call, or of single
-    /// outcomes) with backoff while the outcomes' leases last. Answers the jobs to
-    /// hand back (claimed after claims ended).
+    /// outcomes) with backoff while the outcomes' leases last.
     async fn send(&self, mut batch: Vec<Pending>) -> Sent {
         let mut failures: u32 = 0;
         let mut hand_back = Vec::new();
@@ -131,17 +126,17 @@ impl Reporter {
                     let settled = self.settle(batch, answer);
                     hand_back.extend(settled.hand_back);
                     if settled.retry.is_empty() {
-                        return Sent::Settled(hand_back);
+                        return Sent { hand_back, unsent: None, unsupported: false };
                     }
                     batch = settled.retry;
                     "the server could not record some outcomes".to_string()
                 }
-                Err(err) if matches!(err.status(), Some(404 | 405)) => {
-                    return Sent::Unsupported(batch, hand_back)
-                }
                 Err(err) if !err.is_transient() => {
-                    tracing::warn!(error = %err, "the server refused a report; sending its outcomes one by one");
-                    return Sent::Refused(batch, hand_back);
+                    let unsupported = matches!(err.status(), Some(404 | 405));
+                    if !unsupported {
+                        tracing::warn!(error = %err, "the server refused a report; sending its outcomes one by one");
+                    }
+                    return Sent { hand_back, unsent: Some(batch), unsupported };
                 }
                 Err(err) => err.to_string(),
             };
@@ -159,7 +154,7 @@ impl Reporter {
                 keep
             });
             if batch.is_empty() {
-                return Sent::Settled(hand_back);
+                return Sent { hand_back, unsent: None, unsupported: false };
             }
             tracing::warn!(error = %error, retry_in = ?pause, "reporting outcomes failed; retrying");
             sleep(pause).await;
@@ -238,15 +233,15 @@ struct Settled {
     hand_back: Vec<Pending>,
 }
 
-/// What became of a report; each carries the jobs to hand back.
-enum Sent {
-    /// Answered.
-    Settled(Vec<Pending>),
-    /// The server has no such call: these outcomes are still to be sent.
-    Unsupported(Vec<Pending>, Vec<Pending>),
-    /// The server refused the report as a whole (say, a token that expired): these
-    /// outcomes are still to be sent.
-    Refused(Vec<Pending>, Vec<Pending>),
+/// What became of a report.
+struct Sent {
+    /// Jobs claimed once claims ended, to report as handed back.
+    hand_back: Vec<Pending>,
+    /// Outcomes to send one by one instead: the server refused the report as a whole
+    /// (say, a token that expired), or has no such call.
+    unsent: Option<Vec<Pending>>,
+    /// The server has no such call (404, 405): it never will.
+    unsupported: bool,
 }
 
 /// `complete` or `fail` for each outcome, all at once.
