@@ -45,6 +45,9 @@ pub const BEARER_SCHEME: &str = "bearerToken";
         responses::PayloadTooLarge,
         responses::TooManyRequests,
         responses::Unavailable,
+        responses::NotAWorker,
+        responses::WorkerJobNotFound,
+        responses::LeaseLost,
     )),
 )]
 struct Overview;

@@ -1,6 +1,7 @@
 //! The error answers many routes share, as reusable responses, so each route's
 //! annotation names them in a word and they read alike in the document. Route-specific
-//! errors (400, 403, 404, 409) stay on the routes with their own descriptions.
+//! errors (400, and 403, 404 and 409 outside the worker protocol) stay on the routes with
+//! their own descriptions.
 
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -80,5 +81,36 @@ impl<'r> ToResponse<'r> for Unavailable {
              retry shortly.",
         );
         ("Unavailable", response.build().into())
+    }
+}
+
+/// 403 on the worker protocol: the caller lacks the `Worker` role (`require_worker`).
+pub struct NotAWorker;
+
+impl<'r> ToResponse<'r> for NotAWorker {
+    fn response() -> (&'r str, RefOr<Response>) {
+        ("NotAWorker", error_response("The caller lacks the Worker role.").build().into())
+    }
+}
+
+/// 404 on a call about one claimed job: no such job in the caller's account subtree.
+pub struct WorkerJobNotFound;
+
+impl<'r> ToResponse<'r> for WorkerJobNotFound {
+    fn response() -> (&'r str, RefOr<Response>) {
+        ("WorkerJobNotFound", error_response("No such job in the caller's account subtree.").build().into())
+    }
+}
+
+/// 409 on a call about one claimed job: the attempt's lease is lost (fencing).
+pub struct LeaseLost;
+
+impl<'r> ToResponse<'r> for LeaseLost {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let response = error_response(
+            "The lease is lost (it ran out and the job was rescued, or the job ended): stop, and \
+             report nothing more for this attempt.",
+        );
+        ("LeaseLost", response.build().into())
     }
 }

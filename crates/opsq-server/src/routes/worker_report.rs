@@ -107,7 +107,7 @@ type Recorded = ApiResult<(JobStatus, NextJob)>;
             `retryable` without `error`), more than 100 outcomes, or an invalid or waiting claim. \
             Nothing was recorded.", body = crate::openapi::schemas::ErrorBody),
         (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, description = "The caller lacks the Worker role.", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, response = crate::openapi::responses::NotAWorker),
         (status = 413, response = crate::openapi::responses::PayloadTooLarge),
         (status = 503, response = crate::openapi::responses::Unavailable),
     ),
