@@ -7,6 +7,7 @@ mod jobs;
 mod login;
 mod metrics;
 mod openapi;
+#[path = "../../../../tests/support/pg_scratch.rs"]
 mod pg;
 mod schema_check;
 mod servers;

@@ -5,12 +5,13 @@
 //! Adding a backend takes two lines: a factory `async fn x_store() -> Option<(Store,
 //! Guard)>` that returns a store over an empty database (the guard keeps that database
 //! alive and cleans it up when dropped), or `None` when the backend's server cannot be
-//! reached and the test is skipped (see [`unreachable`]), and
+//! reached and the test is skipped (see `pg_scratch::Scratch::create_or_skip`), and
 //! `all_conformance_tests!(x, x_store);`. The tests then show up as `x::<test name>`,
 //! so `cargo test -p opsq-store --test conformance x::` runs one backend.
 //!
 //! PostgreSQL runs on the server at `OPSQ_TEST_PG_URL` (default
-//! [`DEFAULT_PG_URL`]), each test in a database of its own that is dropped after it.
+//! `pg_scratch::DEFAULT_PG_URL`), each test in a database of its own that is dropped
+//! after it.
 
 mod accounts;
 mod concurrency;
@@ -21,7 +22,8 @@ mod jobs;
 mod leases;
 mod support;
 
-use std::time::Duration;
+#[path = "../../../../tests/support/pg_scratch.rs"]
+mod pg_scratch;
 
 use opsq_store::Store;
 
@@ -35,128 +37,13 @@ async fn sqlite_store() -> Option<(Store, Guard)> {
     Some((store, Box::new(dir)))
 }
 
-/// The PostgreSQL server the suite uses unless `OPSQ_TEST_PG_URL` names another: an
-/// admin connection, allowed to create and drop databases.
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
 /// A PostgreSQL store over a fresh database `opsq_test_<random hex>` on the server at
 /// `OPSQ_TEST_PG_URL`; the guard drops that database after the test.
 async fn postgres_store() -> Option<(Store, Guard)> {
-    let admin_url = std::env::var("OPSQ_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
-    let admin = match pg_connect(&admin_url).await {
-        Ok(admin) => admin,
-        Err(err) => return unreachable("PostgreSQL", &redacted(&admin_url), &err),
-    };
-    let name = format!("opsq_test_{:016x}", rand::random::<u64>());
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a scratch database");
     // From here on the guard drops the database, even if opening the store fails.
-    let guard = PgScratchDatabase { admin_url: admin_url.clone(), name: name.clone() };
-    drop(admin);
-    let store =
-        Store::open_postgres(&with_database(&admin_url, &name)).await.expect("open the PostgreSQL store");
-    Some((store, Box::new(guard)))
-}
-
-/// The one place that decides what a test does when its backend's server cannot be
-/// reached: in CI (`CI=true`) every backend must run, so the test fails; on a
-/// developer's machine it is skipped with a notice on stderr.
-fn unreachable(backend: &str, url: &str, err: &dyn std::fmt::Display) -> Option<(Store, Guard)> {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{backend} at {url} is unreachable ({err}); CI must run the {backend} conformance tests \
-             (start the server or point OPSQ_TEST_PG_URL at one)"
-        );
-    }
-    // Straight to stderr, past the test harness's capture, and once per run rather
-    // than once per test, so the skip is seen without drowning the output.
-    static NOTICE: std::sync::Once = std::sync::Once::new();
-    NOTICE.call_once(|| {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: skipping the {backend} conformance tests: {backend} at {url} is unreachable ({err}); \
-             set OPSQ_TEST_PG_URL to run them"
-        );
-    });
-    None
-}
-
-async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    let (client, connection) = match tokio::time::timeout(Duration::from_secs(5), connecting).await {
-        Ok(Ok(connected)) => connected,
-        Ok(Err(err)) => {
-            return Err(match std::error::Error::source(&err) {
-                Some(source) => format!("{err}: {source}"),
-                None => err.to_string(),
-            })
-        }
-        Err(_) => return Err("no answer within 5 s".to_string()),
-    };
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-/// `url` (a URL or a key=value string) with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // key=value form: a later key wins.
-        return format!("{url} dbname={database}");
-    };
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (rest, String::new()),
-    };
-    let authority = base.split_once('/').map_or(base, |(authority, _)| authority);
-    format!("{scheme}://{authority}/{database}{query}")
-}
-
-/// `url` without its password, for messages.
-fn redacted(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, rest)), Some((_, host))) if rest.contains('@') => {
-            let user = rest.split(['@', ':']).next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}")
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Drops its scratch database when the test ends, passed or failed. `Drop` cannot
-/// await, and may run inside the test's runtime, so the drop runs on a thread of its
-/// own with a small runtime of its own; `WITH (FORCE)` ends the store's connections
-/// that are still open.
-struct PgScratchDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgScratchDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let admin = pg_connect(&url).await?;
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        // Never panic here: this may run while a failed test unwinds.
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("could not drop the scratch database {}: {err}", self.name),
-            Err(_) => eprintln!("dropping the scratch database {} panicked", self.name),
-        }
-    }
+    let scratch = pg_scratch::Scratch::create_or_skip("opsq_test").await?;
+    let store = Store::open_postgres(&scratch.url()).await.expect("open the PostgreSQL store");
+    Some((store, Box::new(scratch)))
 }
 
 /// Instantiates each listed test for one backend as `#[tokio::test]`s in a module
@@ -276,8 +163,9 @@ all_conformance_tests!(postgres, postgres_store);
 
 /// What only the PostgreSQL store does, because only it plans from statistics.
 mod postgres_only {
+    use crate::pg_scratch::Scratch;
+    use crate::postgres_store;
     use crate::support::*;
-    use crate::{pg_connect, postgres_store, with_database, PgScratchDatabase};
 
     /// A burst into an empty table must not leave the planner believing it is empty
     /// (claims would then sort every waiting job): the store refreshes the
@@ -286,8 +174,8 @@ mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_submissions_refreshes_the_planner_statistics() {
         let Some((store, guard)) = postgres_store().await else { return };
-        let scratch = guard.downcast_ref::<PgScratchDatabase>().expect("a PostgreSQL scratch database");
-        let db = pg_connect(&with_database(&scratch.admin_url, &scratch.name)).await.expect("connect");
+        let scratch = guard.downcast_ref::<Scratch>().expect("a PostgreSQL scratch database");
+        let db = scratch.connect().await;
         db.batch_execute("ALTER TABLE jobs SET (autovacuum_enabled = false)").await.expect("alter");
         let known = || async {
             let row =
@@ -316,8 +204,8 @@ mod postgres_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_count_that_cannot_finish_fails_within_its_bound() {
         let Some((store, guard)) = postgres_store().await else { return };
-        let scratch = guard.downcast_ref::<PgScratchDatabase>().expect("a PostgreSQL scratch database");
-        let mut db = pg_connect(&with_database(&scratch.admin_url, &scratch.name)).await.expect("connect");
+        let scratch = guard.downcast_ref::<Scratch>().expect("a PostgreSQL scratch database");
+        let mut db = scratch.connect().await;
         accounts(&store, &["ACME"]).await;
         submit(&store, new_job("ACME", "t.waiting")).await;
         let within = std::time::Duration::from_millis(300);
