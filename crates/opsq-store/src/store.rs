@@ -279,10 +279,12 @@ impl Store {
     /// whether the claim was made ([`NextJob`]), so a caller that wants a job still
     /// claims on its own only where that can find one.
     ///
-    /// On the embedded store the claim is made in the success's own transaction: a
-    /// runner that keeps its slot busy this way needs no transaction of its own to
-    /// claim for the slot a success freed. PostgreSQL records the outcome only and
-    /// answers no claim; so does a failure on either store.
+    /// The claim is made in the success's own transaction (on PostgreSQL, its own
+    /// statement): a runner that keeps its slot busy this way needs no transaction of
+    /// its own to claim for the slot a success freed. A failure claims nothing. On
+    /// PostgreSQL, successes recorded together that asked with different requests
+    /// (reports of several workers in one batch) get the claim of the request most
+    /// of them share; the others hear [`NextJob::NotClaimed`].
     pub async fn finish_status_then_claim(
         &self,
         number: i64,
@@ -294,7 +296,9 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite(s) => s.finish_status(number, lease_token.to_string(), outcome, next).await,
             Backend::Postgres(s) => {
-                Ok((s.finish(number, lease_token.to_string(), outcome).await?.status, NextJob::NotClaimed))
+                let (job, claimed) =
+                    s.finish_then_claim(number, lease_token.to_string(), outcome, next).await?;
+                Ok((job.status, claimed))
             }
         }
     }

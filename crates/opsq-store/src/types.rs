@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use opsq_domain::{AccountAlias, Job, JobStatus, Location, Millis, Progress, Roles};
 use serde::Serialize;
 
@@ -71,6 +73,13 @@ pub struct ClaimRequest {
     pub accounts: Option<Vec<AccountAlias>>,
 }
 
+/// Whether two requests claim the same jobs for the same owner, whatever their limits
+/// (a runner's are one shared request), so one claim can serve both.
+pub(crate) fn same_request(a: &Arc<ClaimRequest>, b: &Arc<ClaimRequest>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts)
+}
+
 /// What a success that asked for its slot's next job got from
 /// `Store::finish_status_then_claim`, so the caller knows whether claiming on its own
 /// could find anything.
@@ -81,7 +90,8 @@ pub enum NextJob<C = Claim> {
     /// The claim ran and found no job waiting for the request.
     NoneWaiting,
     /// No claim was made: none was asked for, the outcome was not a recorded success,
-    /// the store claims nothing with outcomes (PostgreSQL), or the claim failed.
+    /// the claim failed (SQLite), or the batch claimed for another request
+    /// (PostgreSQL, see `Store::finish_status_then_claim`).
     NotClaimed,
 }
 

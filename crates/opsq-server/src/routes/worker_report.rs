@@ -6,7 +6,8 @@
 //! two external worker processes cost the server about 125 µs of CPU per job, against
 //! about 33 µs for the in-process runner; bench/RESULTS.md, step 31). A report carries
 //! every outcome a worker has ready and asks for as many jobs as those outcomes freed
-//! slots: on the embedded store the successes and those claims share one transaction.
+//! slots: the successes and those claims share one transaction (on PostgreSQL, one
+//! statement).
 //!
 //! Each outcome is checked and recorded as `complete` or `fail` would record it, and
 //! answered on its own: one lost lease is that outcome's 409, not the call's.

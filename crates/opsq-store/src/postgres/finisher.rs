@@ -9,16 +9,19 @@
 //! answer: a lost lease is that job's error, not the batch's.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
 use opsq_domain::{Job, JobStatus};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 
 use super::batcher::{shared_error, spawn_batcher};
+use super::claims::{claim_ctes, claim_of, Wanted};
 use super::history;
 use super::rows::{self, job_columns, JOB_COLUMN_COUNT};
 use super::{query, signals};
-use crate::types::JobOutcome;
+use crate::types::{same_request, Claim, ClaimRequest, JobOutcome, NextJob};
 use crate::{now_ms, rules, Signal, StoreError};
 
 /// Most outcomes one statement records.
@@ -26,7 +29,9 @@ const MAX_BATCH: usize = 512;
 /// Batches recorded at once; while all are busy, outcomes queue for the next ones.
 const BATCHES_IN_FLIGHT: usize = 4;
 
-/// Records the outcomes of a batch and their history entries. Rows whose lease the
+/// The common table expressions that record the outcomes of a batch and their
+/// history entries; `$wants_next` tells, for each recorded row, whether its caller
+/// asked for a next job (see [`finish_many_then_claim!`]). Rows whose lease the
 /// caller no longer holds are left alone (fencing) and come back missing; rows are
 /// locked in job order, so two batches (or a batch and a rescue) cannot deadlock.
 ///
@@ -53,46 +58,90 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// over sorted numbers) for the position, and 20 ms with the subscripts then
 /// replaced by constants. So the subscripts, not the position, are the quadratic
 /// part, and only at large batches: a drain's held about 11 outcomes.
-const FINISH_MANY: &str = concat!(
-    "WITH locked AS (
-         SELECT number AS locked_number, array_position($2::bigint[], number) AS i,
-                ($4::text[])[array_position($2::bigint[], number)] = 'succeeded' AS success
-         FROM jobs
-         WHERE number = ANY($2::bigint[]) AND (status = 'executing') IS TRUE AND lease_until >= $1
-           AND lease_token = ($3::text[])[array_position($2::bigint[], number)]
-         ORDER BY number
-         FOR UPDATE
-     ), done AS (
-         UPDATE jobs SET status = ($4::text[])[i], result = ($5::text[])[i], error = ($6::text[])[i],
-                run_after = ($7::bigint[])[i], step_desc = ($8::text[])[i], status_at = $1,
-                finished_at = ($9::bigint[])[i],
-                percent = CASE WHEN success THEN 100 ELSE percent END,
-                lease_owner = CASE WHEN success THEN lease_owner END, lease_token = NULL, lease_until = NULL,
-                derived_events = derived_events | CASE WHEN success THEN 4 ELSE 0 END
-         FROM locked
-         WHERE number = locked_number
-         RETURNING ",
-    job_columns!(),
-    ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message, success
-     ), recorded AS (
-         INSERT INTO job_events (job, at, status, attempt, message)
-         SELECT number, $1, status, attempt, in_message FROM done WHERE NOT success
-     )
-     SELECT ",
-    job_columns!(),
-    ", in_token FROM done"
-);
+macro_rules! finish_ctes {
+    ($wants_next:literal) => {
+        concat!(
+            "locked AS (
+                 SELECT number AS locked_number, array_position($2::bigint[], number) AS i,
+                        ($4::text[])[array_position($2::bigint[], number)] = 'succeeded' AS success
+                 FROM jobs
+                 WHERE number = ANY($2::bigint[]) AND (status = 'executing') IS TRUE AND lease_until >= $1
+                   AND lease_token = ($3::text[])[array_position($2::bigint[], number)]
+                 ORDER BY number
+                 FOR UPDATE
+             ), done AS (
+                 UPDATE jobs SET status = ($4::text[])[i], result = ($5::text[])[i], error = ($6::text[])[i],
+                        run_after = ($7::bigint[])[i], step_desc = ($8::text[])[i], status_at = $1,
+                        finished_at = ($9::bigint[])[i],
+                        percent = CASE WHEN success THEN 100 ELSE percent END,
+                        lease_owner = CASE WHEN success THEN lease_owner END, lease_token = NULL, lease_until = NULL,
+                        derived_events = derived_events | CASE WHEN success THEN 4 ELSE 0 END
+                 FROM locked
+                 WHERE number = locked_number
+                 RETURNING ",
+            job_columns!(),
+            ", ($3::text[])[i] AS in_token, ($10::text[])[i] AS in_message, success, ",
+            $wants_next,
+            " AS wants_next
+             ), recorded AS (
+                 INSERT INTO job_events (job, at, status, attempt, message)
+                 SELECT number, $1, status, attempt, in_message FROM done WHERE NOT success
+             )"
+        )
+    };
+}
+
+const FINISH_MANY: &str =
+    concat!("WITH ", finish_ctes!("false"), " SELECT ", job_columns!(), ", in_token FROM done");
+
+/// [`FINISH_MANY`] that also claims, for the successes it records whose callers
+/// asked (`$11`, by position), as many next jobs as there are such successes: one
+/// statement and one commit for a slot's outcome and its next job, where a claim of
+/// its own waited for the outcome's commit and then made its own. The claim sees
+/// the statement's snapshot, in which the jobs it finishes are still running, so it
+/// can never pick one of them. Rows are the recorded jobs (the token that recorded
+/// each, no lease end, `false`), then the claimed ones (their lease token and end,
+/// `true`).
+macro_rules! finish_many_then_claim {
+    ($accounts:literal) => {
+        concat!(
+            "WITH ",
+            finish_ctes!("success AND COALESCE(($11::bool[])[i], false)"),
+            ", ",
+            claim_ctes!(owner: "$12", now: "$1", lease: "$13", kinds: "$14", accounts: $accounts,
+                        limit: "(SELECT count(*) FROM done WHERE wants_next)"),
+            " SELECT ",
+            job_columns!(),
+            ", in_token, NULL::bigint, false FROM done
+             UNION ALL SELECT ",
+            job_columns!(),
+            ", lease_token, lease_until, true FROM claimed"
+        )
+    };
+}
+
+const FINISH_MANY_THEN_CLAIM_ANY_ACCOUNT: &str = finish_many_then_claim!("");
+const FINISH_MANY_THEN_CLAIM_IN_ACCOUNTS: &str = finish_many_then_claim!("AND account = ANY($15::text[])");
 
 /// The column of [`FINISH_MANY`]'s answer after the job's: the lease token that
-/// recorded it.
+/// recorded it (for a claimed row of [`finish_many_then_claim!`], the new lease's).
 const TOKEN_COLUMN: usize = JOB_COLUMN_COUNT;
+/// The column of [`finish_many_then_claim!`]'s answer that tells claimed rows.
+const CLAIMED_COLUMN: usize = JOB_COLUMN_COUNT + 2;
+
+/// What an outcome's caller hears: the job as recorded, and what came of the next
+/// job it asked for.
+pub(crate) type Finished = (Job, NextJob);
 
 /// One attempt's outcome, waiting for its batch.
 pub(crate) struct FinishRequest {
     pub number: i64,
     pub lease_token: String,
     pub outcome: JobOutcome,
-    pub reply: oneshot::Sender<Result<Job, StoreError>>,
+    /// The next job wanted for the caller's slot, if any (one job, whatever its
+    /// limit); claimed with a recorded success only.
+    pub next: Option<Arc<ClaimRequest>>,
+    pub reply: oneshot::Sender<Result<Finished, StoreError>>,
 }
 
 /// Starts the batcher; it ends when every sender is gone.
@@ -104,9 +153,9 @@ pub(crate) fn spawn_finisher(pool: Pool) -> mpsc::UnboundedSender<FinishRequest>
 pub(crate) async fn record(pool: Pool, batch: Vec<FinishRequest>) {
     let mut replies = Vec::with_capacity(batch.len());
     let mut requests = Vec::with_capacity(batch.len());
-    for FinishRequest { number, lease_token, outcome, reply } in batch {
+    for FinishRequest { number, lease_token, outcome, next, reply } in batch {
         replies.push(reply);
-        requests.push((number, lease_token, outcome));
+        requests.push(Outcome { number, lease_token, outcome, next });
     }
     match finish_many(&pool, requests).await {
         Ok(results) => {
@@ -122,6 +171,14 @@ pub(crate) async fn record(pool: Pool, batch: Vec<FinishRequest>) {
     }
 }
 
+/// A request of the batch, without its reply channel.
+struct Outcome {
+    number: i64,
+    lease_token: String,
+    outcome: JobOutcome,
+    next: Option<Arc<ClaimRequest>>,
+}
+
 /// An outcome turned into the job's new state, or why it cannot be recorded.
 type Planned = Result<(i64, String, rules::Finished), StoreError>;
 
@@ -135,21 +192,24 @@ struct Running {
 
 async fn finish_many(
     pool: &Pool,
-    requests: Vec<(i64, String, JobOutcome)>,
-) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    requests: Vec<Outcome>,
+) -> Result<Vec<Result<Finished, StoreError>>, StoreError> {
     let now = now_ms();
     let mut client = pool.get().await?;
+    let nexts: Vec<Option<Arc<ClaimRequest>>> = requests.iter().map(|request| request.next.clone()).collect();
     // A success ends the job whatever its attempt count or a cancel request, so a
     // batch of successes needs nothing read first: one statement, one round trip.
-    if requests.iter().all(|(_, _, outcome)| matches!(outcome, JobOutcome::Succeeded(_))) {
+    if requests.iter().all(|request| matches!(request.outcome, JobOutcome::Succeeded(_))) {
         let planned = requests
             .into_iter()
-            .map(|(number, token, outcome)| Ok((number, token, rules::finish(outcome, 0, 0, None, now)?)))
+            .map(|Outcome { number, lease_token, outcome, .. }| {
+                Ok((number, lease_token, rules::finish(outcome, 0, 0, None, now)?))
+            })
             .collect();
-        return update(&client, planned, now).await;
+        return update(&client, planned, &nexts, now).await;
     }
     let tx = client.transaction().await?;
-    let numbers: Vec<i64> = requests.iter().map(|(number, _, _)| *number).collect();
+    let numbers: Vec<i64> = requests.iter().map(|request| request.number).collect();
     let rows = query(
         &tx,
         "SELECT number, lease_token, attempt, max_attempts,
@@ -173,8 +233,8 @@ async fn finish_many(
     }
     let planned = requests
         .into_iter()
-        .map(|(number, token, outcome)| match running.get(&number) {
-            Some(job) if job.lease_token == token => {
+        .map(|Outcome { number, lease_token, outcome, .. }| match running.get(&number) {
+            Some(job) if job.lease_token == lease_token => {
                 let finished = rules::finish(
                     outcome,
                     i64::from(job.attempt),
@@ -182,7 +242,7 @@ async fn finish_many(
                     job.cancel_reason.as_deref(),
                     now,
                 )?;
-                Ok((number, token, finished))
+                Ok((number, lease_token, finished))
             }
             _ => Err(StoreError::LeaseLost(number)),
         })
@@ -198,9 +258,9 @@ async fn finish_many(
     if !recording.is_empty() {
         history::write_out(&tx, &recording).await?;
     }
-    let results = update(&tx, planned, now).await?;
+    let results = update(&tx, planned, &nexts, now).await?;
     let retry_now =
-        results.iter().flatten().any(|job| job.status == JobStatus::Resumed && job.run_after <= now);
+        results.iter().flatten().any(|(job, _)| job.status == JobStatus::Resumed && job.run_after <= now);
     if retry_now {
         signals::notify_on_commit(&tx, Signal::JobsReady).await?;
     }
@@ -208,37 +268,83 @@ async fn finish_many(
     Ok(results)
 }
 
-/// Runs [`FINISH_MANY`] for the planned outcomes and answers each in order. An
-/// attempt (job and lease token) named twice in one batch is recorded once: the later
+/// The request for next jobs that the statement claims for: of the successes that
+/// asked for one, the request most of them share (in practice every success of a
+/// batch from one runner, or from one worker's report, shares one). The successes
+/// that asked for another request hear that no claim was made, and claim on their
+/// own.
+fn most_asked<'a>(
+    planned: &[Planned],
+    nexts: &'a [Option<Arc<ClaimRequest>>],
+) -> Option<&'a Arc<ClaimRequest>> {
+    let mut asked: Vec<(&Arc<ClaimRequest>, usize)> = Vec::new();
+    for (plan, next) in planned.iter().zip(nexts) {
+        let Ok((_, _, finished)) = plan else { continue };
+        let Some(next) = next.as_ref().filter(|_| finished.status == JobStatus::Succeeded) else { continue };
+        match asked.iter_mut().find(|(request, _)| same_request(request, next)) {
+            Some((_, count)) => *count += 1,
+            None => asked.push((next, 1)),
+        }
+    }
+    asked.into_iter().max_by_key(|(_, count)| *count).map(|(request, _)| request)
+}
+
+/// Runs [`FINISH_MANY`] for the planned outcomes and answers each in order, with the
+/// next jobs claimed for the successes that asked (see [`most_asked`]). An attempt
+/// (job and lease token) named twice in one batch is recorded once: the later
 /// request finds the lease already given up, as it would have one statement later.
 /// Requests are told apart by token as well as job, so a stale attempt's outcome
 /// (a rescued job's previous worker) can neither take the place of the live
 /// attempt's in the batch nor be answered with its row; such a pair (rare) is split
-/// over two statements, as the statement names each job once.
+/// over two statements, as the statement names each job once. Only the first
+/// statement claims.
 async fn update(
     c: &impl GenericClient,
     planned: Vec<Planned>,
+    nexts: &[Option<Arc<ClaimRequest>>],
     now: i64,
-) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+) -> Result<Vec<Result<Finished, StoreError>>, StoreError> {
+    let claiming = most_asked(&planned, nexts);
+    let wanted = claiming.and_then(|request| Wanted::of(request));
+    let asks = |index: usize| {
+        wanted.is_some() && nexts[index].as_ref().zip(claiming).is_some_and(|(next, c)| same_request(next, c))
+    };
     let mut seen = HashSet::with_capacity(planned.len());
-    let mut pending: Vec<(i64, &str, &rules::Finished)> = planned
+    let mut pending: Vec<(i64, &str, &rules::Finished, bool)> = planned
         .iter()
-        .filter_map(|plan| plan.as_ref().ok())
-        .filter(|(number, token, _)| seen.insert((*number, token.as_str())))
-        .map(|(number, token, finished)| (*number, token.as_str(), finished))
+        .enumerate()
+        .filter_map(|(index, plan)| plan.as_ref().ok().map(|plan| (index, plan)))
+        .filter(|(_, (number, token, _))| seen.insert((*number, token.as_str())))
+        .map(|(index, (number, token, finished))| (*number, token.as_str(), finished, asks(index)))
         .collect();
     let mut recorded = HashMap::with_capacity(pending.len());
+    let mut claims = None;
     while !pending.is_empty() {
         let mut named = HashSet::with_capacity(pending.len());
-        let (round, later) = pending.into_iter().partition(|(number, _, _)| named.insert(*number));
-        record_round(c, round, now, &mut recorded).await?;
-        pending = later;
+        let (round, later): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(number, _, _, _)| named.insert(*number));
+        let claim = if claims.is_none() { wanted.as_ref() } else { None };
+        claims = Some(record_round(c, round, claim, now, &mut recorded).await?);
+        pending =
+            later.into_iter().map(|(number, token, finished, _)| (number, token, finished, false)).collect();
     }
-    let mut answers: Vec<Result<Job, StoreError>> = planned
+    // The claimed jobs go to the successes that asked, in the batch's order; when
+    // fewer were waiting, the rest hear that none was.
+    let mut claims = claims.unwrap_or_default().into_iter();
+    let mut answers: Vec<Result<Finished, StoreError>> = planned
         .into_iter()
-        .map(|plan| match plan {
+        .enumerate()
+        .map(|(index, plan)| match plan {
             // The first request for an attempt takes its recorded row; a repeat finds none.
-            Ok((number, token, _)) => recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number)),
+            Ok((number, token, _)) => {
+                let job = recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number))?;
+                let next = if job.status == JobStatus::Succeeded && asks(index) {
+                    claims.next().map_or(NextJob::NoneWaiting, NextJob::Claimed)
+                } else {
+                    NextJob::NotClaimed
+                };
+                Ok((job, next))
+            }
             // Fenced out by the locking read (lost, or gone altogether), or refused.
             Err(err) => Err(err),
         })
@@ -247,14 +353,16 @@ async fn update(
     Ok(answers)
 }
 
-/// One [`FINISH_MANY`] for outcomes of distinct jobs; what it recorded goes into
-/// `recorded`, by job and lease token.
+/// One [`FINISH_MANY`] for outcomes of distinct jobs (with `claim`, one
+/// [`finish_many_then_claim!`] for the successes marked as asking); what it recorded
+/// goes into `recorded`, by job and lease token, and what it claimed is answered.
 async fn record_round(
     c: &impl GenericClient,
-    round: Vec<(i64, &str, &rules::Finished)>,
+    round: Vec<(i64, &str, &rules::Finished, bool)>,
+    claim: Option<&Wanted<'_>>,
     now: i64,
     recorded: &mut HashMap<(i64, String), Job>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Claim>, StoreError> {
     let mut numbers = Vec::with_capacity(round.len());
     let mut tokens = Vec::with_capacity(round.len());
     let mut statuses = Vec::with_capacity(round.len());
@@ -264,7 +372,8 @@ async fn record_round(
     let mut descriptions = Vec::with_capacity(round.len());
     let mut finished_ats = Vec::with_capacity(round.len());
     let mut messages = Vec::with_capacity(round.len());
-    for (number, token, finished) in round {
+    let mut asking = Vec::with_capacity(round.len());
+    for (number, token, finished, asks) in round {
         numbers.push(number);
         tokens.push(token);
         statuses.push(finished.status.as_str());
@@ -274,36 +383,57 @@ async fn record_round(
         descriptions.push(finished.description.as_str());
         finished_ats.push(finished.status.is_terminal().then_some(now));
         messages.push(finished.message.as_str());
+        asking.push(asks);
     }
-    let rows = query(
-        c,
-        FINISH_MANY,
-        &[
-            &now,
-            &numbers,
-            &tokens,
-            &statuses,
-            &results,
-            &errors,
-            &run_afters,
-            &descriptions,
-            &finished_ats,
-            &messages,
-        ],
-    )
-    .await?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &now,
+        &numbers,
+        &tokens,
+        &statuses,
+        &results,
+        &errors,
+        &run_afters,
+        &descriptions,
+        &finished_ats,
+        &messages,
+    ];
+    let claim = claim.filter(|_| asking.contains(&true));
+    let statement = match claim {
+        None => FINISH_MANY,
+        Some(wanted) => {
+            params.extend([
+                &asking as &(dyn ToSql + Sync),
+                &wanted.request.owner,
+                &wanted.request.lease_ms,
+                &wanted.regexes,
+            ]);
+            match &wanted.accounts {
+                Some(accounts) => {
+                    params.push(accounts);
+                    FINISH_MANY_THEN_CLAIM_IN_ACCOUNTS
+                }
+                None => FINISH_MANY_THEN_CLAIM_ANY_ACCOUNT,
+            }
+        }
+    };
+    let rows = query(c, statement, &params).await?;
+    let mut claims = Vec::new();
     for row in &rows {
+        if claim.is_some() && row.try_get::<_, bool>(CLAIMED_COLUMN)? {
+            claims.push(claim_of(row)?);
+            continue;
+        }
         let job = rows::job(row)?;
         let token: String = row.try_get(TOKEN_COLUMN)?;
         recorded.insert((job.number, token), job);
     }
-    Ok(())
+    Ok(claims)
 }
 
 /// Turns each `LeaseLost` answer whose job no longer exists into `NotFound`, with one
 /// query for the whole batch: a query per refused job held the batch's row locks
 /// for a round trip each.
-async fn tell_lost_from_missing(c: &impl GenericClient, answers: &mut [Result<Job, StoreError>]) {
+async fn tell_lost_from_missing<T>(c: &impl GenericClient, answers: &mut [Result<T, StoreError>]) {
     let refused: Vec<i64> = answers
         .iter()
         .filter_map(|answer| match answer {

@@ -15,6 +15,7 @@ use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
 use tokio_postgres::types::ToSql;
 
 use super::batcher::ask;
+use super::claims::{self, Wanted};
 use super::finisher::{record as record_finishes, spawn_finisher, FinishRequest};
 use super::glob::globs_to_regexes;
 use super::history;
@@ -176,61 +177,6 @@ async fn submit_unkeyed(
     }
     let (created, claims): (Vec<Job>, Vec<Option<Claim>>) = inserted.into_iter().unzip();
     Ok((created.into_iter().map(SubmitOutcome::Created).collect(), claims.into_iter().flatten().collect()))
-}
-
-/// Starts an attempt (`$1` = owner, `$2` = now, `$3` = the lease of kinds without
-/// their own), for claims. The start's history entry is derived from the row (bit 2
-/// of `derived_events`, see [`history`]); the previous attempt's was written out when
-/// that attempt ended.
-macro_rules! start_attempt {
-    () => {
-        "status = 'executing', attempt = attempt + 1, lease_owner = $1::text,
-         lease_token = replace(gen_random_uuid()::text, '-', ''),
-         lease_until = $2 + COALESCE((SELECT k.lease_ms FROM kinds k WHERE k.kind = jobs.kind), $3),
-         started_at = COALESCE(started_at, $2), attempt_started_at = $2, status_at = $2,
-         step_desc = 'Started', derived_events = derived_events | 2"
-    };
-}
-
-/// Claims in one statement: pick the oldest runnable jobs of the wanted kinds,
-/// skipping rows another claim has locked (so claimers never wait for each other and
-/// never share a job), and start an attempt on each under a fresh random lease token.
-/// The lease is the kind's when it has one.
-macro_rules! claim_sql {
-    ($accounts:literal) => {
-        concat!(
-            "WITH picked AS (
-                 SELECT number FROM jobs
-                 WHERE status IN ('notStarted', 'resumed') AND run_after <= $2
-                   AND kind ~ ANY($4::text[]) ",
-            $accounts,
-            "
-                 ORDER BY run_after, number
-                 LIMIT $5
-                 FOR UPDATE SKIP LOCKED
-             ), claimed AS (
-                 UPDATE jobs SET ",
-            start_attempt!(),
-            "
-                 WHERE number IN (SELECT number FROM picked)
-                 RETURNING ",
-            job_columns!(),
-            ", lease_token, lease_until
-             )
-             SELECT * FROM claimed ORDER BY number"
-        )
-    };
-}
-
-const CLAIM_ANY_ACCOUNT: &str = claim_sql!("");
-const CLAIM_IN_ACCOUNTS: &str = claim_sql!("AND account = ANY($6::text[])");
-
-fn claim_of(r: &tokio_postgres::Row) -> Result<Claim, StoreError> {
-    Ok(Claim {
-        job: rows::job(r)?,
-        lease_token: r.try_get(JOB_COLUMN_COUNT)?,
-        lease_until: r.try_get(JOB_COLUMN_COUNT + 1)?,
-    })
 }
 
 const HEARTBEAT: &str = "UPDATE jobs
@@ -465,26 +411,10 @@ impl PostgresStore {
     }
 
     pub(crate) async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>, StoreError> {
-        let now = now_ms();
-        let regexes = globs_to_regexes(&request.kinds);
-        let limit = i64::from(request.limit.clamp(1, 1000));
-        let accounts: Option<Vec<String>> =
-            request.accounts.as_ref().map(|a| a.iter().map(|a| a.as_str().to_string()).collect());
         // No kinds or no accounts: nothing can match, so spare the round trip.
-        if regexes.is_empty() || accounts.as_ref().is_some_and(Vec::is_empty) {
-            return Ok(Vec::new());
-        }
+        let Some(wanted) = Wanted::of(&request) else { return Ok(Vec::new()) };
         let client = self.client().await?;
-        let owner = &request.owner;
-        let lease_ms = &request.lease_ms;
-        let rows = match &accounts {
-            Some(accounts) => {
-                query(&client, CLAIM_IN_ACCOUNTS, &[owner, &now, lease_ms, &regexes, &limit, accounts])
-                    .await?
-            }
-            None => query(&client, CLAIM_ANY_ACCOUNT, &[owner, &now, lease_ms, &regexes, &limit]).await?,
-        };
-        rows.iter().map(claim_of).collect()
+        claims::claim(&client, &wanted, request.limit, now_ms()).await
     }
 
     pub(crate) async fn heartbeat(
@@ -515,16 +445,27 @@ impl PostgresStore {
         }
     }
 
-    /// Queues the outcome for the batcher ([`super::finisher`]) and waits for its
-    /// answer.
     pub(crate) async fn finish(
         &self,
         number: i64,
         lease_token: String,
         outcome: JobOutcome,
     ) -> Result<Job, StoreError> {
+        Ok(self.finish_then_claim(number, lease_token, outcome, None).await?.0)
+    }
+
+    /// Queues the outcome for the batcher ([`super::finisher`]) and waits for its
+    /// answer: the job as recorded and, for a success that asked with `next`, the
+    /// slot's next job, claimed in the outcome's own statement.
+    pub(crate) async fn finish_then_claim(
+        &self,
+        number: i64,
+        lease_token: String,
+        outcome: JobOutcome,
+        next: Option<Arc<ClaimRequest>>,
+    ) -> Result<(Job, NextJob), StoreError> {
         let finisher = self.finisher.get_or_init(|| spawn_finisher(self.pool.clone()));
-        let request = |reply| FinishRequest { number, lease_token, outcome, reply };
+        let request = |reply| FinishRequest { number, lease_token, outcome, next, reply };
         ask(finisher, request, |batch| record_finishes(self.pool.clone(), batch)).await
     }
 

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod batcher;
+mod claims;
 mod control;
 mod finisher;
 mod glob;

@@ -28,7 +28,7 @@ use super::history;
 use super::jobs::{claim_rows, lease_lost_or_missing, record_finished, RawClaim};
 use super::rows::{RawJob, JOB_COLUMNS};
 use super::{exec, Completion, SqliteStore, WriteOp};
-use crate::types::{ClaimRequest, NextJob};
+use crate::types::{same_request, ClaimRequest, NextJob};
 use crate::{now_ms, rules, StoreError};
 
 /// Records the successes of a batch (`?1` = now, `?2` = a JSON array of
@@ -231,13 +231,6 @@ fn claim_successors(
         }
     }
     claims
-}
-
-/// Whether two requests claim the same jobs for the same owner, whatever their limits
-/// (a runner's are one shared request).
-fn same_request(a: &Arc<ClaimRequest>, b: &Arc<ClaimRequest>) -> bool {
-    Arc::ptr_eq(a, b)
-        || (a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts)
 }
 
 /// The batch's single statement.

@@ -824,9 +824,9 @@ pub async fn successes_reported_together_each_get_their_own_answer(store: Store)
     }
 }
 
-/// A success that asks for its slot's next job: the embedded store claims it in the
-/// success's transaction; PostgreSQL records the success only. Either way the next
-/// job is claimed at most once, never by a failure or a refused outcome.
+/// A success that asks for its slot's next job claims it in the success's own
+/// transaction; the next job is claimed at most once, never by a failure or a
+/// refused outcome.
 pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
     use JobStatus::*;
     accounts(&store, &["ACME"]).await;
@@ -841,28 +841,19 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
         .await
         .unwrap();
     assert_eq!((status, job(&store, first.number).await.status), (Succeeded, Succeeded));
-    let c2 = match claimed {
-        NextJob::Claimed(c2) => {
-            assert!(!store.is_shared(), "PostgreSQL answers no next job");
-            // The oldest waiting job, one only (whatever the request's limit), claimed as a
-            // claim would: leased to the request's owner, in its first attempt.
-            assert_eq!(c2.job.number, second.number);
-            assert_eq!((c2.job.status, c2.job.attempt), (Executing, 1));
-            assert_eq!(job(&store, second.number).await, c2.job);
-            assert_eq!(status_of(&store, third.number).await, NotStarted);
-            let events = store.job_events(second.number).await.unwrap();
-            assert_eq!(events.last().unwrap().message, "attempt 1 started by w-1");
-            c2
-        }
-        other => {
-            assert!(store.is_shared(), "the embedded store claims the next job with the success");
-            assert!(matches!(other, NextJob::NotClaimed), "PostgreSQL makes no claim: {other:?}");
-            assert_eq!(status_of(&store, second.number).await, NotStarted);
-            let mut claims = claim(&store, &["t.chain"], "w-1", 1).await;
-            assert_eq!(numbers_of_claims(&claims), vec![second.number], "the oldest waiting job");
-            claims.remove(0)
-        }
-    };
+    // The oldest waiting job, one only (whatever the request's limit), claimed as a
+    // claim would: leased to the request's owner, in its first attempt.
+    let NextJob::Claimed(c2) = claimed else { panic!("the success claims the next job: {claimed:?}") };
+    assert_eq!(c2.job.number, second.number);
+    assert_eq!((c2.job.status, c2.job.attempt), (Executing, 1));
+    assert_eq!(job(&store, second.number).await, c2.job);
+    assert_eq!(status_of(&store, third.number).await, NotStarted);
+    let events = store.job_events(second.number).await.unwrap();
+    assert_eq!(events.last().unwrap().message, "attempt 1 started by w-1");
+    // The claim's lease is the request's, fencing the success's later writes as any
+    // claim's does.
+    assert!(c2.lease_until >= c2.job.started_at.unwrap() + LONG_LEASE_MS, "{c2:?}");
+    assert_ne!(c2.lease_token, c1.lease_token);
 
     // A failure claims nothing, and neither does a refused outcome.
     let (status, claimed) = store
@@ -884,13 +875,8 @@ pub async fn a_success_can_claim_its_slots_next_job(store: Store) {
         .await
         .unwrap();
     assert_eq!((status, claimed.clone().claimed().is_none()), (Succeeded, true));
-    // The embedded store says the claim found nothing, so the caller need not look.
-    let said = if store.is_shared() {
-        matches!(claimed, NextJob::NotClaimed)
-    } else {
-        matches!(claimed, NextJob::NoneWaiting)
-    };
-    assert!(said, "{claimed:?}");
+    // The store says the claim found nothing, so the caller need not look.
+    assert!(matches!(claimed, NextJob::NoneWaiting), "{claimed:?}");
 }
 
 /// Successes recorded in one batch that each ask for a next job get distinct jobs,
@@ -929,15 +915,92 @@ pub async fn successes_claiming_together_each_get_their_own_next_job(store: Stor
             NextJob::NoneWaiting | NextJob::NotClaimed => None,
         })
         .collect();
-    if store.is_shared() {
-        assert!(next.is_empty(), "PostgreSQL answers no next job");
-    } else {
-        assert_eq!(set(next.iter().copied()).len(), next.len(), "no job is handed out twice: {next:?}");
-        assert_eq!(next.len(), 4, "every waiting job, and only those: {next:?}");
-        let none_waiting = answers.iter().filter(|(_, next)| matches!(next, NextJob::NoneWaiting)).count();
-        assert_eq!(none_waiting, 2, "the two that found nothing say so");
-    }
+    assert_eq!(set(next.iter().copied()).len(), next.len(), "no job is handed out twice: {next:?}");
+    assert_eq!(next.len(), 4, "every waiting job, and only those: {next:?}");
+    let none_waiting = answers.iter().filter(|(_, next)| matches!(next, NextJob::NoneWaiting)).count();
+    assert_eq!(none_waiting, 2, "the two that found nothing say so");
     for number in next {
         assert_eq!(status_of(&store, number).await, JobStatus::Executing);
     }
+}
+
+/// Successes recorded together that ask with different requests (two workers'
+/// reports, one restricted to an account) and a failure that asks too: each success
+/// gets a job its own request matches, or hears that no claim was made (PostgreSQL
+/// claims for one request a statement), never a job of the other request; the
+/// failure claims nothing. Claiming on their own for those not served then reaches
+/// every waiting job, each once.
+pub async fn successes_with_different_requests_claim_only_what_each_matches(store: Store) {
+    accounts(&store, &["ACME", "BETA"]).await;
+    let request = |kind: &str, owner: &str, accounts: Option<&[&str]>| {
+        Arc::new(ClaimRequest {
+            accounts: accounts.map(|a| a.iter().map(|a| alias(a)).collect()),
+            ..claim_request(&[kind], owner, 1, LONG_LEASE_MS)
+        })
+    };
+    let for_a = request("t.a", "w-a", None);
+    let for_b = request("t.b", "w-b", Some(&["BETA"]));
+    let running_a = store.submit((0..3).map(|_| new_job("ACME", "t.a")).collect()).await.unwrap();
+    let running_b = store.submit((0..4).map(|_| new_job("BETA", "t.b")).collect()).await.unwrap();
+    let claims_a = claim(&store, &["t.a"], "w-a", 3).await;
+    let claims_b = claim(&store, &["t.b"], "w-b", 4).await;
+    assert_eq!((claims_a.len(), claims_b.len()), (running_a.len(), running_b.len()));
+    // Waiting: 3 of t.a, 3 of t.b in BETA, and one t.b in ACME that w-b may not take.
+    let (mut waiting_a, mut waiting_b) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        waiting_a.push(submit(&store, new_job("ACME", "t.a")).await.number);
+        waiting_b.push(submit(&store, new_job("BETA", "t.b")).await.number);
+    }
+    let elsewhere = submit(&store, new_job("ACME", "t.b")).await;
+
+    // The last of w-b's jobs fails; the rest succeed.
+    let (failing, succeeding_b) = claims_b.split_last().unwrap();
+    let mut finishing = Vec::new();
+    for (c, next) in claims_a.iter().map(|c| (c, &for_a)).chain(succeeding_b.iter().map(|c| (c, &for_b))) {
+        finishing.push((c, JobOutcome::Succeeded(json!(null)), next));
+    }
+    finishing.push((failing, JobOutcome::Fatal("no".into()), &for_b));
+    let answers =
+        futures::future::join_all(finishing.into_iter().map(|(c, outcome, next)| {
+            let store = store.clone();
+            let next = Some(next.clone());
+            async move {
+                store.finish_status_then_claim(c.job.number, &c.lease_token, outcome, next).await.unwrap()
+            }
+        }))
+        .await;
+
+    let (failure, successes) = answers.split_last().unwrap();
+    assert_eq!(failure.0, JobStatus::Failed);
+    assert!(matches!(failure.1, NextJob::NotClaimed), "a failure claims nothing: {:?}", failure.1);
+    let mut handed_out = Vec::new();
+    let mut unserved = (0, 0);
+    for (index, (status, next)) in successes.iter().enumerate() {
+        assert_eq!(*status, JobStatus::Succeeded);
+        let (wanted, owner) = if index < claims_a.len() { (&waiting_a, "w-a") } else { (&waiting_b, "w-b") };
+        match next {
+            NextJob::Claimed(claim) => {
+                assert!(wanted.contains(&claim.job.number), "{owner} got a job it does not match: {claim:?}");
+                handed_out.push(claim.job.number);
+            }
+            NextJob::NotClaimed => {
+                assert!(store.is_shared(), "the embedded store serves every request of a batch");
+                if index < claims_a.len() {
+                    unserved.0 += 1;
+                } else {
+                    unserved.1 += 1;
+                }
+            }
+            NextJob::NoneWaiting => panic!("{owner}'s jobs were waiting, and it heard none were"),
+        }
+    }
+    for claim in claim(&store, &["t.a"], "w-a", unserved.0).await {
+        handed_out.push(claim.job.number);
+    }
+    let b_claims =
+        store.claim(ClaimRequest { limit: unserved.1, ..ClaimRequest::clone(&for_b) }).await.unwrap();
+    handed_out.extend(b_claims.iter().map(|c| c.job.number));
+    assert_eq!(set(handed_out.iter().copied()).len(), handed_out.len(), "no job handed out twice");
+    assert_eq!(set(handed_out.iter().copied()), set(waiting_a.iter().chain(&waiting_b).copied()));
+    assert_eq!(status_of(&store, elsewhere.number).await, JobStatus::NotStarted, "outside w-b's accounts");
 }
