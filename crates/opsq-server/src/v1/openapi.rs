@@ -200,7 +200,8 @@ fn path_item(method: &Method, with_format: bool) -> PathItem {
             .deprecated(Some(Deprecated::True))
             .parameters(Some(parameters(method, with_format)))
             .request_body(Some(request_body(method)))
-            .response("200", success(method));
+            .response("200", success(method))
+            .response("413", too_large());
         if with_format {
             operation = operation.response("404", unknown_route());
         }
@@ -416,6 +417,18 @@ fn success(method: &Method) -> Response {
         .content("application/json; charset=utf-8", Content::new(Some(schema.clone())))
         .content("text/xml; charset=utf-8", Content::new(Some(schema)));
     with_headers(response, Some(method)).build()
+}
+
+fn too_large() -> Response {
+    let schema = Ref::from_schema_name("V1Reply");
+    let response = ResponseBuilder::new()
+        .description(format!(
+            "The body is over {} bytes: nothing was done (StatusCode 3).",
+            crate::state::MAX_BODY_BYTES
+        ))
+        .content("application/json; charset=utf-8", Content::new(Some(schema.clone())))
+        .content("text/xml; charset=utf-8", Content::new(Some(schema)));
+    with_headers(response, None).build()
 }
 
 fn unknown_route() -> Response {

@@ -25,11 +25,14 @@ pub struct V1Error {
     pub code: u32,
     pub message: String,
     retry_after_secs: Option<u64>,
+    /// 200, as for every API-level outcome, except where HTTP itself failed (a body
+    /// over the limit), which proxies and clients expect to see in the status line.
+    http: StatusCode,
 }
 
 impl V1Error {
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after_secs: None }
+        Self { code, message: message.into(), retry_after_secs: None, http: StatusCode::OK }
     }
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new(2, message)
@@ -37,14 +40,18 @@ impl V1Error {
     pub fn format(message: String) -> Self {
         Self::new(3, format!("Invalid request format: {message}"))
     }
+    /// HTTP 413, with the v1 body (StatusCode 3) for clients that read only that.
     pub fn too_large() -> Self {
-        Self::new(
-            3,
-            format!(
-                "Invalid request format: the request body is larger than {} bytes",
-                crate::state::MAX_BODY_BYTES
-            ),
-        )
+        Self {
+            http: StatusCode::PAYLOAD_TOO_LARGE,
+            ..Self::new(
+                3,
+                format!(
+                    "Invalid request format: the request body is larger than {} bytes",
+                    crate::state::MAX_BODY_BYTES
+                ),
+            )
+        }
     }
     pub fn not_logged_on() -> Self {
         Self::new(100, "You must logon to the API prior to calling this method")
@@ -54,11 +61,11 @@ impl V1Error {
     }
     pub fn throttled(retry_after_secs: u64) -> Self {
         Self {
-            code: 100,
-            message: format!(
-                "Authentication failed: too many failed attempts; try again in {retry_after_secs} seconds"
-            ),
             retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                100,
+                format!("Authentication failed: too many failed attempts; try again in {retry_after_secs} seconds"),
+            )
         }
     }
     pub fn access_denied() -> Self {
@@ -166,6 +173,7 @@ impl Reply {
             success: false,
             code: error.code,
             retry_after_secs: error.retry_after_secs,
+            http: error.http,
             ..Self::ok(root, error.message, Body::None)
         }
     }

@@ -495,8 +495,8 @@ async fn malformed_and_oversized_requests_never_get_a_server_error() {
     let reply =
         call(&server, "/REST/Queue/GetRequestStatus/JSON", Some("application/json"), &big, Some(&cookie))
             .await;
-    assert_eq!(reply.json()["StatusCode"], 3);
-    assert!(reply.http < 500);
+    assert_eq!((reply.http, reply.json()["StatusCode"].as_i64()), (413, Some(3)), "{}", reply.text);
+    assert!(reply.json()["Message"].as_str().unwrap().contains("larger than"), "{}", reply.text);
     let unknown = call(&server, "/REST/Server/GetServers/JSON", None, "", Some(&cookie)).await;
     assert_eq!(unknown.http, 404);
     assert_eq!(unknown.json()["Success"], false);
