@@ -306,17 +306,20 @@
   async function loadDetail() {
     const mine = generation;
     const id = detailId;
+    let ended = false;
     try {
       const { data } = await api('GET', `/v2/operations/${enc(account())}/jobs/${enc(id)}`);
       if (mine !== generation) return;
       renderDetail(data);
       show($('detail-message'), '');
+      ended = TERMINAL.includes(data.status);
     } catch (err) {
       if (mine !== generation || err.status === 401) return;
       $('detail-title').textContent = 'Job ' + id;
       show($('detail-message'), err.message, true);
     }
-    if (mine === generation) scheduleRefresh();
+    // A job that ended changes no more: no need to poll it.
+    if (mine === generation && !ended) scheduleRefresh();
   }
 
   function renderDetail(job) {
