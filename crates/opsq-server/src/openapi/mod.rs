@@ -28,7 +28,8 @@ pub const BEARER_SCHEME: &str = "bearerToken";
             CLC-compatible v2 API (login, Queue status, batch server operations), opsq's jobs API, \
             the protocol for external workers, health checks, and the deprecated v1 Queue API. \
             Every v2 error is `{\"message\": \"...\"}`; bodies are capped at 1 MiB; any other path \
-            outside `/REST/` answers 404 and a known path with another method 405, both with a message. Generated \
+            outside `/REST/` and the operators' web page `/dashboard` answers 404 and a known path \
+            with another method 405, both with a message. Generated \
             from the code: `opsq openapi` prints it, `GET /openapi.json` serves it.",
     ),
     tags(

@@ -2,6 +2,7 @@
 
 pub(crate) mod api_doc;
 mod claim_wait;
+mod dashboard;
 mod health;
 mod jobs;
 mod login;
@@ -28,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(api_doc::openapi_json))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/", get(dashboard::page_with_slash))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
         .route("/v2/authentication/login", post(login::login))
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))

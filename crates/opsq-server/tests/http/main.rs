@@ -1,6 +1,7 @@
 //! HTTP tests against the real server on a free port, one module per surface.
 
 mod bad_input;
+mod dashboard;
 mod execution;
 mod harness;
 mod jobs;
