@@ -310,27 +310,40 @@ async fn update(
         wanted.is_some() && nexts[index].as_ref().zip(claiming).is_some_and(|(next, c)| same_request(next, c))
     };
     let mut seen = HashSet::with_capacity(planned.len());
-    let mut pending: Vec<(i64, &str, &rules::Finished, bool)> = planned
+    let mut pending: Vec<(usize, i64, &str, &rules::Finished)> = planned
         .iter()
         .enumerate()
         .filter_map(|(index, plan)| plan.as_ref().ok().map(|plan| (index, plan)))
         .filter(|(_, (number, token, _))| seen.insert((*number, token.as_str())))
-        .map(|(index, (number, token, finished))| (*number, token.as_str(), finished, asks(index)))
+        .map(|(index, (number, token, finished))| (index, *number, token.as_str(), finished))
         .collect();
     let mut recorded = HashMap::with_capacity(pending.len());
-    let mut claims = None;
+    // Which requests the claiming statement counted, and what it claimed for them.
+    let mut counted = vec![false; planned.len()];
+    let mut claims = Vec::new();
+    let mut first = true;
     while !pending.is_empty() {
         let mut named = HashSet::with_capacity(pending.len());
         let (round, later): (Vec<_>, Vec<_>) =
-            pending.into_iter().partition(|(number, _, _, _)| named.insert(*number));
-        let claim = if claims.is_none() { wanted.as_ref() } else { None };
-        claims = Some(record_round(c, round, claim, now, &mut recorded).await?);
-        pending =
-            later.into_iter().map(|(number, token, finished, _)| (number, token, finished, false)).collect();
+            pending.into_iter().partition(|(_, number, _, _)| named.insert(*number));
+        let claim = if first { wanted.as_ref() } else { None };
+        let round = round
+            .into_iter()
+            .map(|(index, number, token, finished)| {
+                counted[index] = claim.is_some() && asks(index);
+                (number, token, finished, counted[index])
+            })
+            .collect();
+        let claimed = record_round(c, round, claim, now, &mut recorded).await?;
+        if first {
+            claims = claimed;
+            first = false;
+        }
+        pending = later;
     }
     // The claimed jobs go to the successes that asked, in the batch's order; when
     // fewer were waiting, the rest hear that none was.
-    let mut claims = claims.unwrap_or_default().into_iter();
+    let mut claims = claims.into_iter();
     let mut answers: Vec<Result<Finished, StoreError>> = planned
         .into_iter()
         .enumerate()
@@ -338,7 +351,7 @@ async fn update(
             // The first request for an attempt takes its recorded row; a repeat finds none.
             Ok((number, token, _)) => {
                 let job = recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number))?;
-                let next = if job.status == JobStatus::Succeeded && asks(index) {
+                let next = if job.status == JobStatus::Succeeded && counted[index] {
                     claims.next().map_or(NextJob::NoneWaiting, NextJob::Claimed)
                 } else {
                     NextJob::NotClaimed

@@ -1004,3 +1004,58 @@ pub async fn successes_with_different_requests_claim_only_what_each_matches(stor
     assert_eq!(set(handed_out.iter().copied()), set(waiting_a.iter().chain(&waiting_b).copied()));
     assert_eq!(status_of(&store, elsewhere.number).await, JobStatus::NotStarted, "outside w-b's accounts");
 }
+
+/// A stale outcome and the live one of the same job, recorded together, each asking
+/// for a next job (on PostgreSQL the two go to two statements, as one statement names
+/// a job once): the stale one is refused and claims nothing, and every job claimed
+/// for the live one is handed to it, in either order; none is left leased with no one
+/// to run it.
+pub async fn a_stale_outcome_beside_the_live_one_leaves_no_claim_behind(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let next = Some(Arc::new(claim_request(&["t.twice"], "w-2", 1, LONG_LEASE_MS)));
+    for live_first in [true, false] {
+        let j = submit(&store, with_attempts(new_job("ACME", "t.twice"), 3, true)).await;
+        let old = claim_job(&store, &j, "w-1", 1).await;
+        rescue_expired(&store, &[j.number]).await;
+        let new = claim_job(&store, &j, "w-2", LONG_LEASE_MS).await;
+        let waiting = [
+            submit(&store, new_job("ACME", "t.twice")).await,
+            submit(&store, new_job("ACME", "t.twice")).await,
+        ];
+
+        let finish = |token: String, result: &'static str| {
+            let (store, next) = (store.clone(), next.clone());
+            async move {
+                store
+                    .finish_status_then_claim(j.number, &token, JobOutcome::Succeeded(json!(result)), next)
+                    .await
+            }
+        };
+        let (stale, live) = if live_first {
+            let (live, stale) = tokio::join!(
+                finish(new.lease_token.clone(), "live"),
+                finish(old.lease_token.clone(), "stale")
+            );
+            (stale, live)
+        } else {
+            tokio::join!(finish(old.lease_token.clone(), "stale"), finish(new.lease_token.clone(), "live"))
+        };
+        assert_lease_lost(stale, j.number);
+        let (status, claimed) = live.expect("the live attempt's outcome is recorded");
+        assert_eq!((status, job(&store, j.number).await.result), (JobStatus::Succeeded, Some(json!("live"))));
+        let handed = claimed.claimed();
+        let handed_numbers: Vec<i64> = handed.iter().map(|c| c.job.number).collect();
+        let mut executing = Vec::new();
+        for w in &waiting {
+            if status_of(&store, w.number).await == JobStatus::Executing {
+                executing.push(w.number);
+            }
+        }
+        assert_eq!(executing, handed_numbers, "live first: {live_first}; a job claimed and handed to no one");
+        // Leave nothing waiting or running for the next round.
+        let rest = claim(&store, &["t.twice"], "w-3", 10).await;
+        for c in handed.iter().chain(&rest) {
+            store.finish(c.job.number, &c.lease_token, JobOutcome::Succeeded(json!(null))).await.unwrap();
+        }
+    }
+}

@@ -119,6 +119,7 @@ macro_rules! all_conformance_tests {
             leases::a_success_can_claim_its_slots_next_job,
             leases::successes_claiming_together_each_get_their_own_next_job,
             leases::successes_with_different_requests_claim_only_what_each_matches,
+            leases::a_stale_outcome_beside_the_live_one_leaves_no_claim_behind,
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
             concurrency::concurrent_submits_get_distinct_numbers,
