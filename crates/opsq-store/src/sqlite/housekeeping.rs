@@ -3,6 +3,8 @@
 //! the unfinished jobs for metrics. Each works in bounded batches or over partial
 //! indexes, so it stays cheap at millions of jobs.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use opsq_domain::{Job, JobStatus};
 use rusqlite::params;
 
@@ -18,17 +20,67 @@ const UNFINISHED_COUNTS: &str = "
     UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
     UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
 
+/// Most rows one prune call examines.
+const PRUNE_SCAN: i64 = 10_000;
+
+/// Where the next prune call starts: the last job number a call examined when it
+/// stopped early (its limit, or [`PRUNE_SCAN`]), else 0. Only an optimisation: a job
+/// before it that became due since is pruned once a walk starts over, which happens
+/// whenever one reaches the newest jobs.
+pub(super) type PruneCursor = std::sync::Arc<AtomicI64>;
+
 impl SqliteStore {
+    /// Prunes in job number order, from where the previous call stopped ([`PruneCursor`]):
+    /// there is no index on `finished_at`, which every success would have to update
+    /// (about 5% of the writer's CPU per job in a drain; bench/RESULTS.md, step 33).
+    /// Numbers follow creation, and a job ends after it was created, so the walk stops
+    /// at the first job created after the cutoff: the rest cannot be due. It examines
+    /// at most [`PRUNE_SCAN`] rows a call, so jobs that stay unfinished at the head
+    /// (a kind nobody runs) cost a bounded scan and never stop the pruning behind them.
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
-        // Set-based: a batch is two statements on the writer thread, not two per job.
+        if limit == 0 {
+            return Ok(0);
+        }
+        let cursor = self.prune_cursor.clone();
         self.write(move |c| {
-            const BATCH: &str =
-                "SELECT number FROM jobs WHERE status IN ('succeeded', 'failed') AND finished_at < ?1
-                                 ORDER BY finished_at, number LIMIT ?2";
-            c.prepare_cached(&format!("DELETE FROM job_events WHERE job IN ({BATCH})"))?
-                .execute(params![finished_before, limit])?;
-            Ok(c.prepare_cached(&format!("DELETE FROM jobs WHERE number IN ({BATCH})"))?
-                .execute(params![finished_before, limit])?)
+            let from = cursor.load(Ordering::Relaxed);
+            let mut doomed = Vec::new();
+            let mut next_from = 0;
+            {
+                let mut stmt = c.prepare_cached(
+                    "SELECT number, status IN ('succeeded', 'failed') AND finished_at < ?1, created_at >= ?1
+                     FROM jobs WHERE number > ?2 ORDER BY number LIMIT ?3",
+                )?;
+                let mut rows = stmt.query(params![finished_before, from, PRUNE_SCAN])?;
+                let mut examined = 0;
+                while let Some(row) = rows.next()? {
+                    examined += 1;
+                    let (number, due, too_new): (i64, bool, bool) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                    if too_new {
+                        break;
+                    }
+                    if due {
+                        doomed.push(number);
+                    }
+                    if doomed.len() == limit as usize || examined == PRUNE_SCAN {
+                        next_from = number;
+                        break;
+                    }
+                }
+            }
+            let mut pruned = 0;
+            if !doomed.is_empty() {
+                let doomed =
+                    serde_json::to_string(&doomed).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                c.prepare_cached("DELETE FROM job_events WHERE job IN (SELECT value FROM json_each(?1))")?
+                    .execute([&doomed])?;
+                pruned = c
+                    .prepare_cached("DELETE FROM jobs WHERE number IN (SELECT value FROM json_each(?1))")?
+                    .execute([&doomed])?;
+            }
+            // Stopped at a job too new, or at the last job: the next call starts over.
+            cursor.store(next_from, Ordering::Relaxed);
+            Ok(pruned)
         })
         .await
     }
@@ -100,6 +152,58 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Jobs that never end at the head of the table (a kind nobody runs) cost each
+    /// call a bounded scan and do not stop the pruning of the ended jobs behind them;
+    /// a job created after the cutoff ends the walk.
+    #[tokio::test]
+    async fn pruning_walks_past_jobs_that_never_end_and_stops_at_new_ones() {
+        let dir = tempfile::TempDir::new().expect("temporary directory");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let stuck = PRUNE_SCAN + 5;
+        store
+            .write(move |c| {
+                let insert = "INSERT INTO jobs (account, location, kind, title, payload, status, status_at,
+                                                created_at, run_after, max_attempts, safe_to_repeat, submitter,
+                                                finished_at)
+                              VALUES ('ACME', 'VA1', ?1, '', 'null', ?2, 10, ?3, 10, 1, 1, 'u', ?4)";
+                let mut stmt = c.prepare(insert)?;
+                for _ in 0..stuck {
+                    stmt.execute(params!["t.nobody", "notStarted", 10, None::<i64>])?;
+                }
+                for _ in 0..3 {
+                    stmt.execute(params!["t.done", "succeeded", 20, Some(30)])?;
+                }
+                // Created after the cutoff (and ended since): never due, and the walk's end.
+                stmt.execute(params!["t.new", "succeeded", 2_000, Some(2_001)])?;
+                Ok(())
+            })
+            .await
+            .expect("insert jobs");
+        let count = |kind: &'static str| {
+            store
+                .read(move |c| {
+                    c.query_row("SELECT count(*) FROM jobs WHERE kind = ?1", [kind], |r| r.get::<_, i64>(0))
+                })
+                .expect("count")
+        };
+
+        let mut pruned = Vec::new();
+        for _ in 0..4 {
+            pruned.push(store.prune_finished(1_000, 100).await.expect("prune"));
+        }
+        // The first call examines PRUNE_SCAN stuck jobs only; the second reaches the
+        // ended ones and stops at the new job; the walk then starts over and finds nothing.
+        assert_eq!(pruned, [0, 3, 0, 0]);
+        assert_eq!((count("t.nobody"), count("t.done"), count("t.new")), (stuck, 0, 1));
+        // Once the new job is due, a walk from the start reaches it past the stuck head.
+        let later = [
+            store.prune_finished(3_000, 100).await.expect("prune"),
+            store.prune_finished(3_000, 100).await.expect("prune"),
+        ];
+        assert_eq!(later, [0, 1]);
+        assert_eq!((count("t.nobody"), count("t.new")), (stuck, 0));
+    }
 
     /// A count that scanned the table would cost a scrape a read of every finished
     /// job kept; each part of the statement must be answered from a partial index.

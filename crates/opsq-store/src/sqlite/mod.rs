@@ -45,6 +45,8 @@ pub(crate) struct SqliteStore {
     statuses: Arc<status_cache::StatusCache>,
     /// Successes waiting to be recorded together (see `finisher`).
     successes: Arc<finisher::SuccessQueue>,
+    /// Where pruning goes on (see `housekeeping`).
+    prune_cursor: housekeeping::PruneCursor,
 }
 
 /// The write connection and what every commit must keep current, shared by the
@@ -154,6 +156,7 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             statuses,
             successes: Arc::default(),
+            prune_cursor: Arc::default(),
         })
     }
 
