@@ -198,8 +198,14 @@ async fn finish_many(
     let mut client = pool.get().await?;
     let nexts: Vec<Option<Arc<ClaimRequest>>> = requests.iter().map(|request| request.next.clone()).collect();
     // A success ends the job whatever its attempt count or a cancel request, so a
-    // batch of successes needs nothing read first: one statement, one round trip.
-    if requests.iter().all(|request| matches!(request.outcome, JobOutcome::Succeeded(_))) {
+    // batch of successes needs nothing read first: one statement, one round trip,
+    // committed on its own. Not when a job is named twice (a stale attempt beside the
+    // live one, rare): that takes two statements (see `update`), and the first one's
+    // claims must not be committed should the second fail, or they would be leased
+    // to no one.
+    let mut named = HashSet::with_capacity(requests.len());
+    let repeats = !requests.iter().all(|request| named.insert(request.number));
+    if !repeats && requests.iter().all(|request| matches!(request.outcome, JobOutcome::Succeeded(_))) {
         let planned = requests
             .into_iter()
             .map(|Outcome { number, lease_token, outcome, .. }| {
@@ -280,7 +286,10 @@ fn most_asked<'a>(
     let mut asked: Vec<(&Arc<ClaimRequest>, usize)> = Vec::new();
     for (plan, next) in planned.iter().zip(nexts) {
         let Ok((_, _, finished)) = plan else { continue };
-        let Some(next) = next.as_ref().filter(|_| finished.status == JobStatus::Succeeded) else { continue };
+        // A request that can match nothing (no kinds, no accounts) claims nothing.
+        let claimable =
+            |next: &&Arc<ClaimRequest>| finished.status == JobStatus::Succeeded && Wanted::of(next).is_some();
+        let Some(next) = next.as_ref().filter(claimable) else { continue };
         match asked.iter_mut().find(|(request, _)| same_request(request, next)) {
             Some((_, count)) => *count += 1,
             None => asked.push((next, 1)),
@@ -350,7 +359,7 @@ async fn update(
         .map(|(index, plan)| match plan {
             // The first request for an attempt takes its recorded row; a repeat finds none.
             Ok((number, token, _)) => {
-                let job = recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number))?;
+                let job = recorded.remove(&(number, token)).ok_or(StoreError::LeaseLost(number))??;
                 let next = if job.status == JobStatus::Succeeded && counted[index] {
                     claims.next().map_or(NextJob::NoneWaiting, NextJob::Claimed)
                 } else {
@@ -374,7 +383,7 @@ async fn record_round(
     round: Vec<(i64, &str, &rules::Finished, bool)>,
     claim: Option<&Wanted<'_>>,
     now: i64,
-    recorded: &mut HashMap<(i64, String), Job>,
+    recorded: &mut HashMap<(i64, String), Result<Job, StoreError>>,
 ) -> Result<Vec<Claim>, StoreError> {
     let mut numbers = Vec::with_capacity(round.len());
     let mut tokens = Vec::with_capacity(round.len());
@@ -430,15 +439,22 @@ async fn record_round(
         }
     };
     let rows = query(c, statement, &params).await?;
+    // The statement has committed (outside a transaction): a row that does not decode
+    // fails its own caller only, never the batch, whose claims would then be leased
+    // to no one.
     let mut claims = Vec::new();
     for row in &rows {
         if claim.is_some() && row.try_get::<_, bool>(CLAIMED_COLUMN)? {
-            claims.push(claim_of(row)?);
+            match claim_of(row) {
+                Ok(claimed) => claims.push(claimed),
+                // Its lease will expire and the job be rescued, as for a lost worker.
+                Err(err) => tracing::error!(error = %err, "a job claimed with a success does not decode"),
+            }
             continue;
         }
-        let job = rows::job(row)?;
+        let number: i64 = row.try_get(0)?;
         let token: String = row.try_get(TOKEN_COLUMN)?;
-        recorded.insert((job.number, token), job);
+        recorded.insert((number, token), rows::job(row));
     }
     Ok(claims)
 }

@@ -20,11 +20,14 @@ const UNFINISHED_COUNTS: &str = "
     UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
     UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
 
-/// Most rows one prune call examines.
-const PRUNE_SCAN: i64 = 10_000;
+/// Rows one prune query reads, and queries one call makes at most: a call examines at
+/// most 50,000 rows, on the writer thread, and only where jobs that never end sit at
+/// the head of the table; normally it stops at the first job created after the cutoff.
+const PRUNE_WINDOW: i64 = 10_000;
+const PRUNE_WINDOWS: usize = 5;
 
 /// Where the next prune call starts: the last job number a call examined when it
-/// stopped early (its limit, or [`PRUNE_SCAN`]), else 0. Only an optimisation: a job
+/// stopped early (its limit, or the rows it may examine), else 0. Only an optimisation: a job
 /// before it that became due since is pruned once a walk starts over, which happens
 /// whenever one reaches the newest jobs.
 pub(super) type PruneCursor = std::sync::Arc<AtomicI64>;
@@ -35,39 +38,50 @@ impl SqliteStore {
     /// (about 5% of the writer's CPU per job in a drain; bench/RESULTS.md, step 33).
     /// Numbers follow creation, and a job ends after it was created, so the walk stops
     /// at the first job created after the cutoff: the rest cannot be due. It examines
-    /// at most [`PRUNE_SCAN`] rows a call, so jobs that stay unfinished at the head
-    /// (a kind nobody runs) cost a bounded scan and never stop the pruning behind them.
+    /// at most [`PRUNE_WINDOWS`] x [`PRUNE_WINDOW`] rows a call, so jobs that stay
+    /// unfinished at the head (a kind nobody runs) cost a bounded scan and never stop
+    /// the pruning behind them.
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
         if limit == 0 {
             return Ok(0);
         }
         let cursor = self.prune_cursor.clone();
         self.write(move |c| {
-            let from = cursor.load(Ordering::Relaxed);
+            let mut from = cursor.load(Ordering::Relaxed);
             let mut doomed = Vec::new();
+            // Where the next call starts: 0 (over) unless this one stops early.
             let mut next_from = 0;
-            {
-                let mut stmt = c.prepare_cached(
-                    "SELECT number, status IN ('succeeded', 'failed') AND finished_at < ?1, created_at >= ?1
-                     FROM jobs WHERE number > ?2 ORDER BY number LIMIT ?3",
-                )?;
-                let mut rows = stmt.query(params![finished_before, from, PRUNE_SCAN])?;
+            let mut stmt = c.prepare_cached(
+                "SELECT number, IFNULL(status IN ('succeeded', 'failed') AND finished_at < ?1, 0),
+                        created_at >= ?1
+                 FROM jobs WHERE number > ?2 ORDER BY number LIMIT ?3",
+            )?;
+            'windows: for _ in 0..PRUNE_WINDOWS {
+                let mut rows = stmt.query(params![finished_before, from, PRUNE_WINDOW])?;
                 let mut examined = 0;
                 while let Some(row) = rows.next()? {
                     examined += 1;
                     let (number, due, too_new): (i64, bool, bool) = (row.get(0)?, row.get(1)?, row.get(2)?);
                     if too_new {
-                        break;
+                        next_from = 0;
+                        break 'windows;
                     }
                     if due {
                         doomed.push(number);
                     }
-                    if doomed.len() == limit as usize || examined == PRUNE_SCAN {
-                        next_from = number;
-                        break;
+                    next_from = number;
+                    if doomed.len() == limit as usize {
+                        break 'windows;
                     }
                 }
+                if examined < PRUNE_WINDOW {
+                    // The last job: the walk is over.
+                    next_from = 0;
+                    break;
+                }
+                from = next_from;
             }
+            drop(stmt);
             let mut pruned = 0;
             if !doomed.is_empty() {
                 let doomed =
@@ -78,7 +92,6 @@ impl SqliteStore {
                     .prepare_cached("DELETE FROM jobs WHERE number IN (SELECT value FROM json_each(?1))")?
                     .execute([&doomed])?;
             }
-            // Stopped at a job too new, or at the last job: the next call starts over.
             cursor.store(next_from, Ordering::Relaxed);
             Ok(pruned)
         })
@@ -160,7 +173,7 @@ mod tests {
     async fn pruning_walks_past_jobs_that_never_end_and_stops_at_new_ones() {
         let dir = tempfile::TempDir::new().expect("temporary directory");
         let store = SqliteStore::open(dir.path()).expect("open");
-        let stuck = PRUNE_SCAN + 5;
+        let stuck = PRUNE_WINDOW * PRUNE_WINDOWS as i64 + 5;
         store
             .write(move |c| {
                 let insert = "INSERT INTO jobs (account, location, kind, title, payload, status, status_at,
@@ -171,6 +184,9 @@ mod tests {
                 for _ in 0..stuck {
                     stmt.execute(params!["t.nobody", "notStarted", 10, None::<i64>])?;
                 }
+                // Ended, but with no end time (not written by this store): kept, and no
+                // stall for the walk.
+                stmt.execute(params!["t.odd", "succeeded", 20, None::<i64>])?;
                 for _ in 0..3 {
                     stmt.execute(params!["t.done", "succeeded", 20, Some(30)])?;
                 }
@@ -192,10 +208,10 @@ mod tests {
         for _ in 0..4 {
             pruned.push(store.prune_finished(1_000, 100).await.expect("prune"));
         }
-        // The first call examines PRUNE_SCAN stuck jobs only; the second reaches the
+        // The first call examines the most rows a call may, all stuck; the second reaches the
         // ended ones and stops at the new job; the walk then starts over and finds nothing.
         assert_eq!(pruned, [0, 3, 0, 0]);
-        assert_eq!((count("t.nobody"), count("t.done"), count("t.new")), (stuck, 0, 1));
+        assert_eq!((count("t.nobody"), count("t.odd"), count("t.done"), count("t.new")), (stuck, 1, 0, 1));
         // Once the new job is due, a walk from the start reaches it past the stuck head.
         let later = [
             store.prune_finished(3_000, 100).await.expect("prune"),

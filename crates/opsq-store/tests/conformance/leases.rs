@@ -945,13 +945,14 @@ pub async fn successes_with_different_requests_claim_only_what_each_matches(stor
     let claims_a = claim(&store, &["t.a"], "w-a", 3).await;
     let claims_b = claim(&store, &["t.b"], "w-b", 4).await;
     assert_eq!((claims_a.len(), claims_b.len()), (running_a.len(), running_b.len()));
-    // Waiting: 3 of t.a, 3 of t.b in BETA, and one t.b in ACME that w-b may not take.
+    // Waiting: one t.b in ACME that w-b may not take, oldest so that a claim that
+    // ignored accounts would take it first; then 3 of t.a and 3 of t.b in BETA.
+    let elsewhere = submit(&store, new_job("ACME", "t.b")).await;
     let (mut waiting_a, mut waiting_b) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         waiting_a.push(submit(&store, new_job("ACME", "t.a")).await.number);
         waiting_b.push(submit(&store, new_job("BETA", "t.b")).await.number);
     }
-    let elsewhere = submit(&store, new_job("ACME", "t.b")).await;
 
     // The last of w-b's jobs fails; the rest succeed.
     let (failing, succeeding_b) = claims_b.split_last().unwrap();
@@ -994,12 +995,15 @@ pub async fn successes_with_different_requests_claim_only_what_each_matches(stor
             NextJob::NoneWaiting => panic!("{owner}'s jobs were waiting, and it heard none were"),
         }
     }
-    for claim in claim(&store, &["t.a"], "w-a", unserved.0).await {
-        handed_out.push(claim.job.number);
+    // What the batch did not serve, claimed as its callers would (a limit of 0 would
+    // be taken as 1).
+    if unserved.0 > 0 {
+        handed_out.extend(claim(&store, &["t.a"], "w-a", unserved.0).await.iter().map(|c| c.job.number));
     }
-    let b_claims =
-        store.claim(ClaimRequest { limit: unserved.1, ..ClaimRequest::clone(&for_b) }).await.unwrap();
-    handed_out.extend(b_claims.iter().map(|c| c.job.number));
+    if unserved.1 > 0 {
+        let request = ClaimRequest { limit: unserved.1, ..ClaimRequest::clone(&for_b) };
+        handed_out.extend(store.claim(request).await.unwrap().iter().map(|c| c.job.number));
+    }
     assert_eq!(set(handed_out.iter().copied()).len(), handed_out.len(), "no job handed out twice");
     assert_eq!(set(handed_out.iter().copied()), set(waiting_a.iter().chain(&waiting_b).copied()));
     assert_eq!(status_of(&store, elsewhere.number).await, JobStatus::NotStarted, "outside w-b's accounts");
