@@ -47,7 +47,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
 /// Whether reading failed because the body passed the limit (axum wraps
 /// http-body-util's `LengthLimitError`, which is only visible through the chain).
-fn is_length_limit(err: &axum::Error) -> bool {
+pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(e) = source {
         if e.to_string().contains("length limit exceeded") {

@@ -158,6 +158,15 @@
     generation += 1;
     if (id) {
       if (id !== detailId) {
+        // Another job: nothing of the previous one may stay on screen (or under its
+        // cancel button) while this one loads, or if it fails to.
+        $('detail-title').textContent = 'Job ' + id;
+        $('detail-fields').replaceChildren();
+        $('detail-result').textContent = '';
+        $('detail-error').textContent = '';
+        $('detail-payload').textContent = '';
+        $('history-body').replaceChildren();
+        $('cancel-form').hidden = true;
         show($('cancel-message'), '');
         $('cancel-form').elements.reason.value = '';
       }

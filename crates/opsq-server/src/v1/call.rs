@@ -76,7 +76,13 @@ impl V1Call {
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(V1Error::too_large());
         }
-        let body = to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| V1Error::too_large())?;
+        let body = to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|err| {
+            if crate::body::is_length_limit(&err) {
+                V1Error::too_large()
+            } else {
+                V1Error::format(format!("the request body could not be read: {err}"))
+            }
+        })?;
         for (name, value) in body_params(&content_type, &body)? {
             params.insert(name.to_ascii_lowercase(), value);
         }

@@ -39,6 +39,7 @@ fn assert_served_safely(path: &str, answer: &Answer, content_type: &str) {
     assert_eq!(header(headers, CACHE_CONTROL.as_str()), "no-cache", "{path}");
     assert_eq!(header(headers, "x-content-type-options"), "nosniff", "{path}");
     assert_eq!(header(headers, "x-frame-options"), "DENY", "{path}");
+    assert_eq!(header(headers, "referrer-policy"), "no-referrer", "{path}");
     let policy = header(headers, "content-security-policy");
     let directives: BTreeSet<&str> = policy.split(';').map(str::trim).collect();
     for wanted in [
