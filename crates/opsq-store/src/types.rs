@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use opsq_domain::{AccountAlias, Job, JobStatus, Location, Millis, Progress, Roles};
 use serde::Serialize;
 
@@ -75,8 +73,8 @@ pub struct ClaimRequest {
 
 /// Whether two requests claim the same jobs for the same owner, whatever their limits
 /// (a runner's are one shared request), so one claim can serve both.
-pub(crate) fn same_request(a: &Arc<ClaimRequest>, b: &Arc<ClaimRequest>) -> bool {
-    Arc::ptr_eq(a, b)
+pub(crate) fn same_request(a: &ClaimRequest, b: &ClaimRequest) -> bool {
+    std::ptr::eq(a, b)
         || (a.owner == b.owner && a.kinds == b.kinds && a.lease_ms == b.lease_ms && a.accounts == b.accounts)
 }
 

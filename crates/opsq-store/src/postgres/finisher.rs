@@ -276,26 +276,23 @@ async fn finish_many(
 
 /// The request for next jobs that the statement claims for: of the successes that
 /// asked for one, the request most of them share (in practice every success of a
-/// batch from one runner, or from one worker's report, shares one). The successes
-/// that asked for another request hear that no claim was made, and claim on their
-/// own.
-fn most_asked<'a>(
-    planned: &[Planned],
-    nexts: &'a [Option<Arc<ClaimRequest>>],
-) -> Option<&'a Arc<ClaimRequest>> {
-    let mut asked: Vec<(&Arc<ClaimRequest>, usize)> = Vec::new();
+/// batch from one runner, or from one worker's report, shares one), skipping those
+/// that can match nothing (no kinds, no accounts). The successes that asked for
+/// another request hear that no claim was made, and claim on their own.
+fn most_asked<'a>(planned: &[Planned], nexts: &'a [Option<Arc<ClaimRequest>>]) -> Option<Wanted<'a>> {
+    let mut asked: Vec<(&'a ClaimRequest, usize)> = Vec::new();
     for (plan, next) in planned.iter().zip(nexts) {
         let Ok((_, _, finished)) = plan else { continue };
-        // A request that can match nothing (no kinds, no accounts) claims nothing.
-        let claimable =
-            |next: &&Arc<ClaimRequest>| finished.status == JobStatus::Succeeded && Wanted::of(next).is_some();
-        let Some(next) = next.as_ref().filter(claimable) else { continue };
+        let Some(next) = next.as_deref().filter(|_| finished.status == JobStatus::Succeeded) else {
+            continue;
+        };
         match asked.iter_mut().find(|(request, _)| same_request(request, next)) {
             Some((_, count)) => *count += 1,
             None => asked.push((next, 1)),
         }
     }
-    asked.into_iter().max_by_key(|(_, count)| *count).map(|(request, _)| request)
+    asked.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    asked.into_iter().find_map(|(request, _)| Wanted::of(request))
 }
 
 /// Runs [`FINISH_MANY`] for the planned outcomes and answers each in order, with the
@@ -313,10 +310,10 @@ async fn update(
     nexts: &[Option<Arc<ClaimRequest>>],
     now: i64,
 ) -> Result<Vec<Result<Finished, StoreError>>, StoreError> {
-    let claiming = most_asked(&planned, nexts);
-    let wanted = claiming.and_then(|request| Wanted::of(request));
+    let wanted = most_asked(&planned, nexts);
     let asks = |index: usize| {
-        wanted.is_some() && nexts[index].as_ref().zip(claiming).is_some_and(|(next, c)| same_request(next, c))
+        let next = nexts[index].as_deref();
+        wanted.as_ref().zip(next).is_some_and(|(wanted, next)| same_request(wanted.request, next))
     };
     let mut seen = HashSet::with_capacity(planned.len());
     let mut pending: Vec<(usize, i64, &str, &rules::Finished)> = planned
@@ -330,12 +327,13 @@ async fn update(
     // Which requests the claiming statement counted, and what it claimed for them.
     let mut counted = vec![false; planned.len()];
     let mut claims = Vec::new();
-    let mut first = true;
+    let mut claim = wanted.as_ref();
     while !pending.is_empty() {
         let mut named = HashSet::with_capacity(pending.len());
         let (round, later): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|(_, number, _, _)| named.insert(*number));
-        let claim = if first { wanted.as_ref() } else { None };
+        // Only the first statement claims.
+        let claim = claim.take();
         let round = round
             .into_iter()
             .map(|(index, number, token, finished)| {
@@ -343,11 +341,7 @@ async fn update(
                 (number, token, finished, counted[index])
             })
             .collect();
-        let claimed = record_round(c, round, claim, now, &mut recorded).await?;
-        if first {
-            claims = claimed;
-            first = false;
-        }
+        claims.extend(record_round(c, round, claim, now, &mut recorded).await?);
         pending = later;
     }
     // The claimed jobs go to the successes that asked, in the batch's order; when
