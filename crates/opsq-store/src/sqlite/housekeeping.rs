@@ -20,11 +20,10 @@ const UNFINISHED_COUNTS: &str = "
     UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
     UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
 
-/// Rows one prune query reads, and queries one call makes at most: a call examines at
-/// most 50,000 rows, on the writer thread, and only where jobs that never end sit at
-/// the head of the table; normally it stops at the first job created after the cutoff.
-const PRUNE_WINDOW: i64 = 10_000;
-const PRUNE_WINDOWS: usize = 5;
+/// Most rows one prune call examines, on the writer thread; only where jobs that
+/// never end sit at the head of the table does it come near: normally a call stops at
+/// the first job created after the cutoff.
+const PRUNE_SCAN: i64 = 50_000;
 
 /// Where the next prune call starts: the last job number a call examined when it
 /// stopped early (its limit, or the rows it may examine), else 0. Only an optimisation: a job
@@ -38,7 +37,7 @@ impl SqliteStore {
     /// (about 5% of the writer's CPU per job in a drain; bench/RESULTS.md, step 33).
     /// Numbers follow creation, and a job ends after it was created, so the walk stops
     /// at the first job created after the cutoff: the rest cannot be due. It examines
-    /// at most [`PRUNE_WINDOWS`] x [`PRUNE_WINDOW`] rows a call, so jobs that stay
+    /// at most [`PRUNE_SCAN`] rows a call, so jobs that stay
     /// unfinished at the head (a kind nobody runs) cost a bounded scan and never stop
     /// the pruning behind them.
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
@@ -47,41 +46,33 @@ impl SqliteStore {
         }
         let cursor = self.prune_cursor.clone();
         self.write(move |c| {
-            let mut from = cursor.load(Ordering::Relaxed);
+            let from = cursor.load(Ordering::Relaxed);
             let mut doomed = Vec::new();
             // Where the next call starts: 0 (over) unless this one stops early.
             let mut next_from = 0;
-            let mut stmt = c.prepare_cached(
-                "SELECT number, IFNULL(status IN ('succeeded', 'failed') AND finished_at < ?1, 0),
-                        created_at >= ?1
-                 FROM jobs WHERE number > ?2 ORDER BY number LIMIT ?3",
-            )?;
-            'windows: for _ in 0..PRUNE_WINDOWS {
-                let mut rows = stmt.query(params![finished_before, from, PRUNE_WINDOW])?;
+            {
+                let mut stmt = c.prepare_cached(
+                    "SELECT number, IFNULL(status IN ('succeeded', 'failed') AND finished_at < ?1, 0),
+                            created_at >= ?1
+                     FROM jobs WHERE number > ?2 ORDER BY number LIMIT ?3",
+                )?;
+                let mut rows = stmt.query(params![finished_before, from, PRUNE_SCAN])?;
                 let mut examined = 0;
                 while let Some(row) = rows.next()? {
                     examined += 1;
                     let (number, due, too_new): (i64, bool, bool) = (row.get(0)?, row.get(1)?, row.get(2)?);
                     if too_new {
-                        next_from = 0;
-                        break 'windows;
+                        break;
                     }
                     if due {
                         doomed.push(number);
                     }
-                    next_from = number;
-                    if doomed.len() == limit as usize {
-                        break 'windows;
+                    if doomed.len() == limit as usize || examined == PRUNE_SCAN {
+                        next_from = number;
+                        break;
                     }
                 }
-                if examined < PRUNE_WINDOW {
-                    // The last job: the walk is over.
-                    next_from = 0;
-                    break;
-                }
-                from = next_from;
             }
-            drop(stmt);
             let mut pruned = 0;
             if !doomed.is_empty() {
                 let doomed =
@@ -173,7 +164,7 @@ mod tests {
     async fn pruning_walks_past_jobs_that_never_end_and_stops_at_new_ones() {
         let dir = tempfile::TempDir::new().expect("temporary directory");
         let store = SqliteStore::open(dir.path()).expect("open");
-        let stuck = PRUNE_WINDOW * PRUNE_WINDOWS as i64 + 5;
+        let stuck = PRUNE_SCAN + 5;
         store
             .write(move |c| {
                 let insert = "INSERT INTO jobs (account, location, kind, title, payload, status, status_at,
