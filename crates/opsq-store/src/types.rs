@@ -71,6 +71,13 @@ pub struct ClaimRequest {
     pub accounts: Option<Vec<AccountAlias>>,
 }
 
+/// Whether a claim's kind pattern has a wildcard of SQLite's `GLOB` (`*`, `?`,
+/// `[...]`); without one it names a single kind. Both stores read the waiting jobs of
+/// each named kind in claim order, and find the kinds a glob stands for first.
+pub(crate) fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
 /// Whether two requests claim the same jobs for the same owner, whatever their limits
 /// (a runner's are one shared request), so one claim can serve both.
 pub(crate) fn same_request(a: &ClaimRequest, b: &ClaimRequest) -> bool {

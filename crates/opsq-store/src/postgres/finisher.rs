@@ -105,10 +105,10 @@ const FINISH_MANY: &str =
 macro_rules! finish_many_then_claim {
     ($accounts:literal) => {
         concat!(
-            "WITH ",
+            "WITH RECURSIVE ",
             finish_ctes!("success AND COALESCE(($11::bool[])[i], false)"),
             ", ",
-            claim_ctes!(owner: "$12", now: "$1", lease: "$13", kinds: "$14", accounts: $accounts,
+            claim_ctes!(owner: "$12", now: "$1", lease: "$13", exact: "$14", globs: "$15", accounts: $accounts,
                         limit: "(SELECT count(*) FROM done WHERE wants_next)"),
             " SELECT ",
             job_columns!(),
@@ -121,7 +121,7 @@ macro_rules! finish_many_then_claim {
 }
 
 const FINISH_MANY_THEN_CLAIM_ANY_ACCOUNT: &str = finish_many_then_claim!("");
-const FINISH_MANY_THEN_CLAIM_IN_ACCOUNTS: &str = finish_many_then_claim!("AND account = ANY($15::text[])");
+const FINISH_MANY_THEN_CLAIM_IN_ACCOUNTS: &str = finish_many_then_claim!("AND account = ANY($16::text[])");
 
 /// The column of [`FINISH_MANY`]'s answer after the job's: the lease token that
 /// recorded it (for a claimed row of [`finish_many_then_claim!`], the new lease's).
@@ -421,6 +421,7 @@ async fn record_round(
                 &asking as &(dyn ToSql + Sync),
                 &wanted.request.owner,
                 &wanted.request.lease_ms,
+                &wanted.exact,
                 &wanted.regexes,
             ]);
             match &wanted.accounts {

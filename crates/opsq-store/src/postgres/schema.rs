@@ -125,6 +125,14 @@ CREATE TABLE kinds (
 ALTER TABLE jobs ADD COLUMN attempt_started_at BIGINT,
                  ADD COLUMN derived_events INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Waiting jobs by kind, in claim order within each kind (as in the SQLite store):
+    // a claim walks only its own kinds (see `claims::claim_ctes`). The index it
+    // replaces was in claim order across kinds, so a claim for a kind with nothing
+    // waiting read every other kind's waiting job.
+    r#"
+DROP INDEX jobs_waiting;
+CREATE INDEX jobs_waiting ON jobs(kind, run_after, number) WHERE status IN ('notStarted', 'resumed');
+"#,
 ];
 
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
