@@ -133,12 +133,13 @@ impl RawClaim {
     }
 }
 
-/// The numbers of the next waiting jobs (`?4` = now, `?5` = limit): for each kind
-/// pattern, its parameter and then one per account, from `?6` on.
+/// The numbers of the next waiting jobs (`?4` = now, `?5` = limit) of `patterns`:
+/// for each, its parameter and then one per account, from `?6` on.
 ///
 /// One subquery per pattern, merged: each walks `jobs_waiting (kind, run_after)` in
-/// order and stops at the limit, where one `kind GLOB ? OR ...` filter would scan and
-/// sort every waiting job of every kind on each claim.
+/// order and stops at the limit, where one `kind IN (...)` filter would scan and sort
+/// every waiting job of those kinds on each claim. A glob left as one (see
+/// [`claim_kinds`]) reads its range of kinds and sorts it.
 fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String {
     // Numbered explicitly: an anonymous `?` written before `?4` would take number 4.
     let mut next = 5;
@@ -149,7 +150,7 @@ fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String 
     let per_kind: Vec<String> = patterns
         .iter()
         .map(|pattern| {
-            let op = if pattern.contains(['*', '?', '[']) { "GLOB" } else { "=" };
+            let op = if is_glob(pattern) { "GLOB" } else { "=" };
             let kind = mark();
             let accounts = match account_count {
                 Some(n) => format!(" AND account IN ({})", (0..n).map(|_| mark()).collect::<Vec<_>>().join(", ")),
@@ -163,6 +164,55 @@ fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String 
         })
         .collect();
     format!("SELECT number FROM ({}) ORDER BY run_after, number LIMIT ?5", per_kind.join(" UNION ALL "))
+}
+
+/// Most kinds a claim walks one by one; past it, its globs stay globs (a claim may name
+/// 50 patterns, and SQLite allows 500 parts to one compound statement).
+const MAX_WALKED_KINDS: usize = 64;
+
+/// The kinds that have waiting jobs, one `jobs_waiting` descent each (a recursive
+/// skip over the index), filtered by the globs that follow as `kind GLOB ? OR ...`.
+const WAITING_KINDS: &str = "
+    WITH RECURSIVE waiting_kinds(kind) AS (
+        SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') ORDER BY kind LIMIT 1)
+        UNION ALL
+        SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind > w.kind
+                ORDER BY kind LIMIT 1)
+        FROM waiting_kinds w WHERE w.kind IS NOT NULL
+    )
+    SELECT kind FROM waiting_kinds WHERE kind IS NOT NULL AND ";
+
+/// What a claim for `patterns` walks: its exact kinds, and in place of its globs the
+/// kinds with waiting jobs that match one (unless there are more than
+/// [`MAX_WALKED_KINDS`]). A glob walked as a range of the index had its matches sorted
+/// whole on every claim: a backlog of 100,000 jobs of one kind under `server.*` cost
+/// each claim of that worker a sort of all of them.
+fn claim_kinds(c: &Connection, patterns: &[String]) -> rusqlite::Result<Vec<String>> {
+    let (globs, exact): (Vec<&String>, Vec<&String>) = patterns.iter().partition(|pattern| is_glob(pattern));
+    let mut kinds: Vec<String> = Vec::with_capacity(patterns.len());
+    add_new(&mut kinds, exact);
+    if globs.is_empty() {
+        return Ok(kinds);
+    }
+    let sql = format!("{WAITING_KINDS}({})", vec!["kind GLOB ?"; globs.len()].join(" OR "));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let waiting = stmt.query_map(params_from_iter(&globs), |r| r.get::<_, String>(0))?;
+    let waiting = waiting.collect::<rusqlite::Result<Vec<String>>>()?;
+    add_new(&mut kinds, &waiting);
+    if kinds.len() > MAX_WALKED_KINDS {
+        kinds.retain(|kind| !waiting.contains(kind));
+        add_new(&mut kinds, globs);
+    }
+    Ok(kinds)
+}
+
+/// Appends each of `more` that `kinds` does not hold yet.
+fn add_new<'a>(kinds: &mut Vec<String>, more: impl IntoIterator<Item = &'a String>) {
+    for kind in more {
+        if !kinds.contains(kind) {
+            kinds.push(kind.clone());
+        }
+    }
 }
 
 /// `(kind GLOB ? OR kind GLOB ? ...)`; exact kinds are globs without wildcards.
@@ -256,7 +306,8 @@ pub(super) fn claim_rows(
     request: &ClaimRequest,
     now: i64,
 ) -> Result<Vec<RawClaim>, StoreError> {
-    if request.kinds.is_empty() {
+    let kinds = claim_kinds(c, &request.kinds)?;
+    if kinds.is_empty() {
         return Ok(Vec::new());
     }
     let mut args = vec![
@@ -267,9 +318,9 @@ pub(super) fn claim_rows(
         Value::Integer(request.limit.clamp(1, 1000) as i64),
     ];
     let account_count = request.accounts.as_ref().map(Vec::len);
-    let waiting = waiting_by_kind(&request.kinds, account_count);
-    for kind in &request.kinds {
-        args.push(Value::Text(kind.clone()));
+    let waiting = waiting_by_kind(&kinds, account_count);
+    for kind in kinds {
+        args.push(Value::Text(kind));
         if let Some(accounts) = &request.accounts {
             args.extend(accounts.iter().map(|a| Value::Text(a.as_str().to_string())));
         }
@@ -554,5 +605,79 @@ impl SqliteStore {
             Ok(rescued)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A glob stands for the kinds with waiting jobs that match it, and the claim then
+    /// reads each kind in claim order (`kind = ?`): a glob read as a range of the index
+    /// had all of its waiting jobs sorted on every claim. Past [`MAX_WALKED_KINDS`]
+    /// kinds it stays a glob.
+    #[tokio::test]
+    async fn a_glob_claim_reads_the_kinds_it_stands_for_one_by_one() {
+        let dir = tempfile::TempDir::new().expect("temporary directory");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        store
+            .write(|c| {
+                let mut stmt = c.prepare(
+                    "INSERT INTO jobs (account, location, kind, title, payload, status, status_at, created_at,
+                                       run_after, max_attempts, safe_to_repeat, submitter)
+                     VALUES ('ACME', 'VA1', ?1, '', 'null', ?2, 10, 10, 10, 1, 1, 'u')",
+                )?;
+                for (kind, status) in [
+                    ("server.reboot", "notStarted"),
+                    ("server.powerOn", "resumed"),
+                    ("server.pause", "succeeded"),
+                    ("serverx.powerOn", "notStarted"),
+                    ("backup.run", "notStarted"),
+                ] {
+                    stmt.execute(params![kind, status])?;
+                }
+                for i in 0..MAX_WALKED_KINDS {
+                    stmt.execute(params![format!("many.k{i}"), "notStarted"])?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("load jobs");
+        let kinds_for = |patterns: &[&str]| {
+            let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
+            store.read(|c| claim_kinds(c, &patterns)).expect("claim kinds")
+        };
+
+        // Exact kinds first, then the waiting kinds a glob matches, in kind order, each
+        // once; a kind with no waiting job is not read.
+        assert_eq!(
+            kinds_for(&["backup.run", "server.*", "server.reboot", "absent.kind"]),
+            ["backup.run", "server.reboot", "absent.kind", "server.powerOn"]
+        );
+        assert!(kinds_for(&["nothing.*", "server.pause?"]).is_empty());
+        let server_kinds = kinds_for(&["server.*"]);
+        let plan: Vec<String> = store
+            .read(|c| {
+                let mut stmt =
+                    c.prepare(&format!("EXPLAIN QUERY PLAN {}", waiting_by_kind(&server_kinds, None)))?;
+                let unbound = vec![Value::Null; stmt.parameter_count()];
+                let rows = stmt.query_map(params_from_iter(unbound), |r| r.get::<_, String>(3))?;
+                rows.collect()
+            })
+            .expect("explain");
+        let reads: Vec<&String> = plan.iter().filter(|step| step.contains(" jobs ")).collect();
+        assert_eq!(reads.len(), server_kinds.len(), "one read per kind; the whole plan: {plan:?}");
+        for read in reads {
+            assert!(
+                read.ends_with("INDEX jobs_waiting (kind=? AND run_after<?)"),
+                "the whole plan: {plan:?}"
+            );
+        }
+
+        // One kind more than a claim reads one by one: the glob stays a glob, and the
+        // exact kinds stay.
+        let many = kinds_for(&["many.*", "backup.run", "many.k1"]);
+        assert_eq!(many, ["backup.run", "many.*"]);
+        assert_eq!(kinds_for(&["many.k1?"]).len(), 10);
     }
 }

@@ -91,6 +91,40 @@ pub async fn claim_matches_exact_kinds_and_globs(store: Store) {
     }
 }
 
+/// A claim over several kinds, exact and globbed, takes the oldest waiting jobs across
+/// all of them, each once (the stores read each kind in claim order and merge), also
+/// when a glob stands for more kinds than a claim reads one by one.
+pub async fn claims_over_many_kinds_take_the_oldest_across_them(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let mut many = Vec::new();
+    for i in 0..70 {
+        many.push(submit(&store, new_job("ACME", &format!("m.k{:02}", 69 - i))).await.number);
+    }
+    let (mut t, mut u) = (Vec::new(), Vec::new());
+    for i in 0..9 {
+        let kind = ["t.b", "u.c", "t.a"][i % 3];
+        let number = submit(&store, new_job("ACME", kind)).await.number;
+        if kind.starts_with("t.") { &mut t } else { &mut u }.push(number);
+    }
+
+    // `t.a` is also one of `t.*`'s kinds: its jobs are claimed once, in age order with
+    // `t.b`'s, not kind by kind.
+    let first = claim(&store, &["t.a", "t.*"], "w", 3).await;
+    assert_eq!(numbers_of_claims(&first), t[..3]);
+    let rest = claim(&store, &["u.?", "t.*", "t.a"], "w", 100).await;
+    let mut expected = [&t[3..], &u[..]].concat();
+    expected.sort_unstable();
+    assert_eq!(numbers_of_claims(&rest), expected);
+
+    // 70 kinds under one glob, their jobs submitted in reverse kind order.
+    let oldest = claim(&store, &["m.*"], "w", 5).await;
+    assert_eq!(numbers_of_claims(&oldest), many[..5]);
+    let oldest = claim(&store, &["m.*", "m.k0?"], "w", 5).await;
+    assert_eq!(numbers_of_claims(&oldest), many[5..10]);
+    assert_eq!(numbers_of_claims(&claim(&store, &["m.*"], "w", 100).await), many[10..]);
+    assert!(claim(&store, &["m.*", "t.*", "u.c"], "w", 100).await.is_empty());
+}
+
 pub async fn claim_respects_limit_and_accounts(store: Store) {
     accounts(&store, &["ACME", "OTHER"]).await;
     let mut acme = Vec::new();

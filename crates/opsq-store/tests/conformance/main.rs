@@ -96,6 +96,7 @@ macro_rules! all_conformance_tests {
             jobs::kind_globs_follow_sqlite_glob_rules,
             leases::claim_only_takes_claimable_statuses,
             leases::claim_matches_exact_kinds_and_globs,
+            leases::claims_over_many_kinds_take_the_oldest_across_them,
             leases::claim_respects_limit_and_accounts,
             leases::claim_starts_an_attempt,
             leases::claimed_job_is_not_claimed_again,
