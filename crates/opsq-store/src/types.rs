@@ -165,6 +165,10 @@ pub struct UnfinishedCounts {
     pub executing: u64,
     pub resumed: u64,
     pub unknown: u64,
+    /// When the job that has waited longest to start became due (ms): the earliest
+    /// `run_after` of the waiting jobs that are due, `None` when none is. How far
+    /// behind the workers are, where the counts say only how much waits.
+    pub oldest_due_at: Option<i64>,
 }
 
 impl UnfinishedCounts {

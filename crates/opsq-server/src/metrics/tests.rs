@@ -69,13 +69,28 @@ fn without_the_store_it_says_so_and_shows_no_queue_depth() {
 
 #[test]
 fn the_store_s_counts_show_by_status() {
-    let counts = UnfinishedCounts { not_started: 5, executing: 3, resumed: 2, unknown: 1 };
+    let counts =
+        UnfinishedCounts { not_started: 5, executing: 3, resumed: 2, unknown: 1, oldest_due_at: None };
     let text = Metrics::new().render(Some(counts)).unwrap();
     let samples = samples(&text);
     assert_eq!(samples.get("opsq_store_up"), Some(&1.0), "{text}");
     for (status, want) in [("notStarted", 5.0), ("executing", 3.0), ("resumed", 2.0), ("unknown", 1.0)] {
         assert_eq!(samples.get(&format!(r#"opsq_jobs{{status="{status}"}}"#)), Some(&want), "{text}");
     }
+    assert_eq!(samples.get("opsq_oldest_waiting_seconds"), Some(&0.0), "nothing due waits: {text}");
+}
+
+#[test]
+fn the_oldest_due_job_shows_how_long_it_has_waited() {
+    let due_at = super::now_ms() - 90_000;
+    let counts =
+        UnfinishedCounts { not_started: 1, oldest_due_at: Some(due_at), ..UnfinishedCounts::default() };
+    let text = Metrics::new().render(Some(counts)).unwrap();
+    let waited = samples(&text)["opsq_oldest_waiting_seconds"];
+    assert!((90.0..100.0).contains(&waited), "waited {waited} s since 90 s ago: {text}");
+    assert_eq!(super::waited_seconds(Some(5_000), 2_000), 0.0, "due after this node's now");
+    assert_eq!(super::waited_seconds(Some(1_000), 3_500), 2.5);
+    assert_eq!(super::waited_seconds(None, 3_500), 0.0);
 }
 
 #[test]

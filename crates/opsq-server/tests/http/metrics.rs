@@ -39,6 +39,11 @@ impl Scrape {
         self.get(&format!(r#"opsq_jobs{{status="{status}"}}"#))
     }
 
+    /// How long the longest-waiting due job has waited, in seconds.
+    fn oldest_waiting(&self) -> f64 {
+        self.get("opsq_oldest_waiting_seconds")
+    }
+
     /// The four unfinished statuses: notStarted, executing, resumed, unknown.
     fn depth(&self) -> [f64; 4] {
         ["notStarted", "executing", "resumed", "unknown"].map(|status| self.jobs(status))
@@ -94,6 +99,7 @@ async fn counters_and_depth_follow_jobs_through_the_worker_protocol() {
     assert_eq!(fresh.get("opsq_store_up"), 1.0);
     assert!(fresh.counters().values().all(|value| *value == 0.0), "{:?}", fresh.counters());
     assert_eq!(fresh.depth(), [0.0; 4]);
+    assert_eq!(fresh.oldest_waiting(), 0.0, "nothing waits");
 
     // Four jobs accepted: three plain, one keyed and sent twice (the repeat makes none).
     for _ in 0..3 {
@@ -105,6 +111,14 @@ async fn counters_and_depth_follow_jobs_through_the_worker_protocol() {
     let accepted = scrape(&server).await;
     assert_eq!(accepted.counters(), moved(&fresh, &[(SUBMITTED, 4.0)]));
     assert_eq!(accepted.depth(), [4.0, 0.0, 0.0, 0.0]);
+    // The first job's wait grows from its submission on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut waited = accepted.oldest_waiting();
+    while waited <= 0.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        waited = scrape(&server).await.oldest_waiting();
+    }
+    assert!(waited > 0.0 && waited < 60.0, "the oldest job waited {waited} s");
 
     // A worker claims three.
     let (code, answer) =
@@ -154,6 +168,7 @@ async fn counters_and_depth_follow_jobs_through_the_worker_protocol() {
     let finished = scrape(&server).await;
     assert_eq!(finished.counters(), moved(&reported, &[(SUCCEEDED, 1.0)]));
     assert_eq!(finished.depth(), [0.0, 0.0, 1.0, 0.0]);
+    assert_eq!(finished.oldest_waiting(), 0.0, "only a retry due in an hour waits");
 }
 
 #[tokio::test]
@@ -261,6 +276,7 @@ async fn a_scrape_answers_while_the_store_does_not() {
     assert!(started.elapsed() < Duration::from_secs(5), "the scrape took {:?}", started.elapsed());
     assert_eq!((blocked.get("opsq_store_up"), blocked.get(SUBMITTED)), (0.0, 1.0));
     assert!(!blocked.0.keys().any(|series| series.starts_with("opsq_jobs{")), "{:?}", blocked.0);
+    assert!(!blocked.0.contains_key("opsq_oldest_waiting_seconds"), "{:?}", blocked.0);
     lock.rollback().await.expect("release the lock");
     drop(db);
     assert_eq!(scrape(&server).await.get("opsq_store_up"), 1.0, "the store is back");

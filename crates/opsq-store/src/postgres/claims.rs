@@ -40,6 +40,23 @@ macro_rules! start_attempt {
     };
 }
 
+/// `waiting_kinds`, a common table expression (of a `WITH RECURSIVE`): the kinds that
+/// have waiting jobs, in order, each found by one descent of `jobs_waiting` (a skip
+/// over the index, where `SELECT DISTINCT` would read every waiting job), and a last
+/// row of `NULL`. Computed only when a query reads it.
+macro_rules! waiting_kinds_cte {
+    () => {
+        "waiting_kinds AS (
+             (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') ORDER BY kind LIMIT 1)
+             UNION ALL
+             SELECT (SELECT j.kind FROM jobs j
+                     WHERE j.status IN ('notStarted', 'resumed') AND j.kind > w.kind
+                     ORDER BY j.kind LIMIT 1)
+             FROM waiting_kinds w WHERE w.kind IS NOT NULL
+         )"
+    };
+}
+
 /// A claim as common table expressions ending in `picked` and `claimed` (whose rows
 /// are the job's columns, its lease token and its lease's end); the statement must
 /// open with `WITH RECURSIVE`. It picks the oldest runnable jobs of the wanted kinds,
@@ -53,8 +70,8 @@ macro_rules! start_attempt {
 /// by kind made each idle runner's poll read the whole backlog of kinds it does not
 /// run: 40-90 ms of a backend twice a second at 100,000 such jobs.) Exact kinds are
 /// given as such; glob patterns, as anchored regexes, are matched against the kinds
-/// that have waiting jobs, found one index descent per kind (`waiting_kinds`, only
-/// when there are globs). Each kind's walk locks up to the limit before the merge
+/// that have waiting jobs ([`waiting_kinds_cte`], computed only when there are
+/// globs). Each kind's walk locks up to the limit before the merge
 /// keeps the oldest, so a claim over several kinds with long backlogs locks, until
 /// it commits, some rows it does not take; other claims skip those meanwhile.
 ///
@@ -64,23 +81,15 @@ macro_rules! claim_ctes {
     (owner: $owner:literal, now: $now:literal, lease: $lease:literal, exact: $exact:literal,
      globs: $globs:literal, accounts: $accounts:literal, limit: $limit:literal) => {
         concat!(
-            "waiting_kinds AS (
-                 (SELECT kind FROM jobs
-                  WHERE cardinality(",
-            $globs,
-            "::text[]) > 0 AND status IN ('notStarted', 'resumed')
-                  ORDER BY kind LIMIT 1)
-                 UNION ALL
-                 SELECT (SELECT j.kind FROM jobs j
-                         WHERE j.status IN ('notStarted', 'resumed') AND j.kind > w.kind
-                         ORDER BY j.kind LIMIT 1)
-                 FROM waiting_kinds w WHERE w.kind IS NOT NULL
-             ), wanted_kinds AS (
+            $crate::postgres::claims::waiting_kinds_cte!(),
+            ", wanted_kinds AS (
                  SELECT unnest(",
             $exact,
             "::text[]) AS kind
                  UNION
-                 SELECT kind FROM waiting_kinds WHERE kind ~ ANY(",
+                 SELECT kind FROM waiting_kinds WHERE cardinality(",
+            $globs,
+            "::text[]) > 0 AND kind ~ ANY(",
             $globs,
             "::text[])
              ), picked AS (
@@ -114,7 +123,7 @@ macro_rules! claim_ctes {
         )
     };
 }
-pub(crate) use {claim_ctes, start_attempt};
+pub(crate) use {claim_ctes, start_attempt, waiting_kinds_cte};
 
 const CLAIM_ANY_ACCOUNT: &str = concat!(
     "WITH RECURSIVE ",

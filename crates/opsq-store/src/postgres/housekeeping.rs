@@ -9,7 +9,7 @@ use std::time::Duration;
 use opsq_domain::Job;
 
 use super::rows::{self, job_columns};
-use super::{execute, query, PostgresStore};
+use super::{execute, query, query_one, PostgresStore};
 use crate::{now_ms, StoreError, UnfinishedCounts};
 
 /// Each part names the exact condition of a partial index (`jobs_waiting`,
@@ -20,6 +20,21 @@ const UNFINISHED_COUNTS: &str = "
     SELECT status, count(*) FROM jobs WHERE status IN ('notStarted', 'resumed') GROUP BY status
     UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
     UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
+
+/// When the longest-waiting due job became due (`$1` = now): the first entry of each
+/// kind in `jobs_waiting` is that kind's earliest `run_after`, so this reads two
+/// index entries per kind with waiting jobs, however many wait.
+const OLDEST_DUE: &str = concat!(
+    "WITH RECURSIVE ",
+    super::claims::waiting_kinds_cte!(),
+    ", firsts AS (
+         SELECT (SELECT j.run_after FROM jobs j
+                 WHERE j.status IN ('notStarted', 'resumed') AND j.kind = w.kind
+                 ORDER BY j.kind, j.run_after LIMIT 1) AS run_after
+         FROM waiting_kinds w WHERE w.kind IS NOT NULL
+     )
+     SELECT min(run_after) FROM firsts WHERE run_after <= $1"
+);
 
 impl PostgresStore {
     pub(crate) async fn prune_finished(&self, finished_before: i64, limit: u32) -> Result<usize, StoreError> {
@@ -100,8 +115,10 @@ impl PostgresStore {
         let timeout = format!("{}ms", within.as_millis().max(1));
         execute(&tx, "SELECT set_config('statement_timeout', $1, true)", &[&timeout]).await?;
         let rows = query(&tx, UNFINISHED_COUNTS, &[]).await?;
+        let oldest = query_one(&tx, OLDEST_DUE, &[&now_ms()]).await?;
         tx.commit().await?;
-        let mut counts = UnfinishedCounts::default();
+        let mut counts =
+            UnfinishedCounts { oldest_due_at: oldest.try_get(0)?, ..UnfinishedCounts::default() };
         for row in rows {
             counts.add(row.try_get(0)?, row.try_get(1)?)?;
         }

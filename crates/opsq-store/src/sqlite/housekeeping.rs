@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use opsq_domain::{Job, JobStatus};
 use rusqlite::params;
 
+use super::jobs::WAITING_KINDS;
 use super::rows::{self, JOB_COLUMNS};
 use super::{history, SqliteStore};
 use crate::{now_ms, StoreError, UnfinishedCounts};
@@ -136,12 +137,24 @@ impl SqliteStore {
     /// Blocks for as long as the count takes (it reads an index entry per waiting
     /// job): the store handle runs it on a blocking thread.
     pub(crate) fn unfinished_counts(&self) -> Result<UnfinishedCounts, StoreError> {
-        let rows: Vec<(String, i64)> = self.read(|c| {
+        let (rows, oldest_due_at) = self.read(|c| {
             let mut stmt = c.prepare_cached(UNFINISHED_COUNTS)?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            // The first entry of each kind in `jobs_waiting` is its earliest due time:
+            // two index entries per kind with waiting jobs, however many wait.
+            let oldest = format!(
+                "{WAITING_KINDS}, firsts(run_after) AS (
+                     SELECT (SELECT run_after FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind = w.kind
+                             ORDER BY run_after LIMIT 1)
+                     FROM waiting_kinds w WHERE w.kind IS NOT NULL
+                 )
+                 SELECT min(run_after) FROM firsts WHERE run_after <= ?1"
+            );
+            let oldest: Option<i64> = c.prepare_cached(&oldest)?.query_row([now_ms()], |r| r.get(0))?;
+            Ok((rows, oldest))
         })?;
-        let mut counts = UnfinishedCounts::default();
+        let mut counts = UnfinishedCounts { oldest_due_at, ..UnfinishedCounts::default() };
         for (status, count) in rows {
             counts.add(&status, count)?;
         }

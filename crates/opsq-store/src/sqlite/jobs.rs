@@ -170,17 +170,17 @@ fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String 
 /// 50 patterns, and SQLite allows 500 parts to one compound statement).
 const MAX_WALKED_KINDS: usize = 64;
 
-/// The kinds that have waiting jobs, one `jobs_waiting` descent each (a recursive
-/// skip over the index), filtered by the globs that follow as `kind GLOB ? OR ...`.
-const WAITING_KINDS: &str = "
+/// `WITH RECURSIVE waiting_kinds(kind)`: the kinds that have waiting jobs, in order,
+/// each found by one `jobs_waiting` descent (a skip over the index, where `SELECT
+/// DISTINCT` would read every waiting job), then a last row of `NULL`.
+pub(super) const WAITING_KINDS: &str = "
     WITH RECURSIVE waiting_kinds(kind) AS (
         SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') ORDER BY kind LIMIT 1)
         UNION ALL
         SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind > w.kind
                 ORDER BY kind LIMIT 1)
         FROM waiting_kinds w WHERE w.kind IS NOT NULL
-    )
-    SELECT kind FROM waiting_kinds WHERE kind IS NOT NULL AND ";
+    )";
 
 /// What a claim for `patterns` walks: its exact kinds, and in place of its globs the
 /// kinds with waiting jobs that match one (unless there are more than
@@ -194,7 +194,10 @@ fn claim_kinds(c: &Connection, patterns: &[String]) -> rusqlite::Result<Vec<Stri
     if globs.is_empty() {
         return Ok(kinds);
     }
-    let sql = format!("{WAITING_KINDS}({})", vec!["kind GLOB ?"; globs.len()].join(" OR "));
+    let sql = format!(
+        "{WAITING_KINDS} SELECT kind FROM waiting_kinds WHERE kind IS NOT NULL AND ({})",
+        vec!["kind GLOB ?"; globs.len()].join(" OR ")
+    );
     let mut stmt = c.prepare_cached(&sql)?;
     let waiting = stmt.query_map(params_from_iter(&globs), |r| r.get::<_, String>(0))?;
     let waiting = waiting.collect::<rusqlite::Result<Vec<String>>>()?;

@@ -243,12 +243,17 @@ pub async fn prune_sessions_deletes_only_expired_sessions(store: Store) {
 const COUNT_WITHIN: Duration = Duration::from_secs(10);
 
 fn counts(not_started: u64, executing: u64, resumed: u64, unknown: u64) -> UnfinishedCounts {
-    UnfinishedCounts { not_started, executing, resumed, unknown }
+    UnfinishedCounts { not_started, executing, resumed, unknown, oldest_due_at: None }
+}
+
+/// The counts by status only (the oldest due time has a test of its own).
+async fn depth(store: &Store) -> UnfinishedCounts {
+    UnfinishedCounts { oldest_due_at: None, ..store.unfinished_counts(COUNT_WITHIN).await.unwrap() }
 }
 
 pub async fn unfinished_counts_count_each_unfinished_status(store: Store) {
     accounts(&store, &["ACME"]).await;
-    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(0, 0, 0, 0));
+    assert_eq!(depth(&store).await, counts(0, 0, 0, 0));
 
     let live = live_jobs(&store).await;
     // Finished jobs of every kind are not counted.
@@ -256,16 +261,43 @@ pub async fn unfinished_counts_count_each_unfinished_status(store: Store) {
     failed_job(&store, "t.failed").await;
     let cancelled = submit(&store, new_job("ACME", "t.cancelled")).await;
     store.cancel(cancelled.number, "not needed").await.unwrap();
-    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(1, 1, 1, 1));
+    assert_eq!(depth(&store).await, counts(1, 1, 1, 1));
 
     // The counts follow the jobs: two more wait, one of them then runs and succeeds,
     // and the unknown one is resolved to run again.
     let more = submit(&store, new_job("ACME", "t.more")).await;
     submit(&store, new_job("ACME", "t.other")).await;
-    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(3, 1, 1, 1));
+    assert_eq!(depth(&store).await, counts(3, 1, 1, 1));
     let leased = claim_job(&store, &more, "w-more", LONG_LEASE_MS).await;
-    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(2, 2, 1, 1));
+    assert_eq!(depth(&store).await, counts(2, 2, 1, 1));
     store.finish(more.number, &leased.lease_token, JobOutcome::Succeeded(json!(null))).await.unwrap();
     store.resolve(live[3], Resolution::Retry, "retry").await.unwrap();
-    assert_eq!(store.unfinished_counts(COUNT_WITHIN).await.unwrap(), counts(2, 1, 2, 0));
+    assert_eq!(depth(&store).await, counts(2, 1, 2, 0));
+}
+
+/// When the longest-waiting due job became due, for `opsq_oldest_waiting_seconds`:
+/// running and finished jobs do not wait, nor does a retry until it is due.
+pub async fn unfinished_counts_tell_when_the_oldest_due_job_became_due(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let oldest = || async { store.unfinished_counts(COUNT_WITHIN).await.unwrap().oldest_due_at };
+    assert_eq!(oldest().await, None, "nothing waits");
+    // Kinds in the reverse of their age: the oldest is found across kinds.
+    let first = submit(&store, new_job("ACME", "t.b")).await;
+    clock_passes(first.run_after).await;
+    let second = submit(&store, new_job("ACME", "t.a")).await;
+    assert!(second.run_after > first.run_after);
+    assert_eq!(oldest().await, Some(first.run_after));
+
+    let leased = claim_job(&store, &first, "w", LONG_LEASE_MS).await;
+    assert_eq!(oldest().await, Some(second.run_after), "a running job does not wait");
+    let later = now_ms() + 3_600_000;
+    let retry = JobOutcome::Retryable { error: "later".to_string(), run_after: Some(later) };
+    store.finish(first.number, &leased.lease_token, retry).await.unwrap();
+    assert_eq!(status_of(&store, first.number).await, JobStatus::Resumed);
+    assert_eq!(oldest().await, Some(second.run_after), "a retry waits only once it is due");
+
+    let leased = claim_job(&store, &second, "w", LONG_LEASE_MS).await;
+    store.finish(second.number, &leased.lease_token, JobOutcome::Succeeded(json!(null))).await.unwrap();
+    assert_eq!(oldest().await, None, "only a retry due in an hour is left");
+    assert_eq!(depth(&store).await, counts(0, 0, 1, 0));
 }

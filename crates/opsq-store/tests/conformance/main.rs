@@ -157,6 +157,7 @@ macro_rules! all_conformance_tests {
             housekeeping::unknown_jobs_lists_the_oldest_first,
             housekeeping::prune_sessions_deletes_only_expired_sessions,
             housekeeping::unfinished_counts_count_each_unfinished_status,
+            housekeeping::unfinished_counts_tell_when_the_oldest_due_job_became_due,
         );
     };
 }
