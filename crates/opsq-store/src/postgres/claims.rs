@@ -75,6 +75,11 @@ macro_rules! waiting_kinds_cte {
 /// keeps the oldest, so a claim over several kinds with long backlogs locks, until
 /// it commits, some rows it does not take; other claims skip those meanwhile.
 ///
+/// The update finds the picked rows through an array of their numbers, which can only
+/// be read by primary key: as a join (`number IN (SELECT ...)`), a generic plan that
+/// expects many picked rows hash-joins a scan of the whole table instead, and a drain
+/// by external workers spent 388 µs of PostgreSQL's CPU per job, against 75-93.
+///
 /// The arguments name parameters (or, for `limit`, any expression); `accounts` is
 /// empty or a further condition.
 macro_rules! claim_ctes {
@@ -115,7 +120,7 @@ macro_rules! claim_ctes {
                  UPDATE jobs SET ",
             $crate::postgres::claims::start_attempt!($owner, $now, $lease),
             "
-                 WHERE number IN (SELECT number FROM picked)
+                 WHERE number = ANY(ARRAY(SELECT number FROM picked))
                  RETURNING ",
             $crate::postgres::rows::job_columns!(),
             ", lease_token, lease_until
@@ -201,14 +206,9 @@ mod tests {
     use super::pg_scratch::Scratch;
     use super::{CLAIM_ANY_ACCOUNT, CLAIM_IN_ACCOUNTS};
 
-    /// Rows of `jobs` a plan read to pick its jobs: each scan's rows over all its
-    /// loops, plus the rows its filter threw away. The update of the picked rows is
-    /// left out: it reads them by number (on a table this small a generic plan may
-    /// hash-join a scan of the table instead, which says nothing about picking).
+    /// Rows of `jobs` a plan read: each scan's rows over all its loops, plus the rows
+    /// its filter threw away.
     fn rows_read(plan: &serde_json::Value) -> f64 {
-        if plan.get("Node Type").and_then(serde_json::Value::as_str) == Some("ModifyTable") {
-            return 0.0;
-        }
         let number = |key: &str| plan.get(key).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
         let own = if plan.get("Relation Name").and_then(serde_json::Value::as_str) == Some("jobs") {
             (number("Actual Rows") + number("Rows Removed by Filter")) * number("Actual Loops").max(1.0)
