@@ -43,7 +43,9 @@ macro_rules! start_attempt {
 /// `waiting_kinds`, a common table expression (of a `WITH RECURSIVE`): the kinds that
 /// have waiting jobs, in order, each found by one descent of `jobs_waiting` (a skip
 /// over the index, where `SELECT DISTINCT` would read every waiting job), and a last
-/// row of `NULL`. Computed only when a query reads it.
+/// row of `NULL` (none at all when nothing waits). Computed only when a query reads
+/// it. Its cost follows the number of kinds with waiting jobs, store-wide: a glob
+/// claim over 20,000 such kinds took 76 ms.
 macro_rules! waiting_kinds_cte {
     () => {
         "waiting_kinds AS (
@@ -274,6 +276,8 @@ mod tests {
                         })
                         .expect("a plan");
                     let plan: serde_json::Value = serde_json::from_str(text).expect("EXPLAIN's JSON");
+                    let took = plan[0]["Plan"]["Actual Rows"].as_f64().expect("the claim's rows");
+                    assert_eq!(took, claimed, "{mode}, {args}: claimed\n{plan:#}");
                     let read = rows_read(&plan[0]["Plan"]);
                     assert!(
                         read <= 3.0 * claimed + 10.0,

@@ -163,7 +163,9 @@ fn waiting_by_kind(patterns: &[String], account_count: Option<usize>) -> String 
             )
         })
         .collect();
-    format!("SELECT number FROM ({}) ORDER BY run_after, number LIMIT ?5", per_kind.join(" UNION ALL "))
+    // `UNION`, not `UNION ALL`: two globs left as globs may both match a job, which
+    // would then take two of the limit's places.
+    format!("SELECT number FROM ({}) ORDER BY run_after, number LIMIT ?5", per_kind.join(" UNION "))
 }
 
 /// Most kinds a claim walks one by one; past it, its globs stay globs (a claim may name
