@@ -159,7 +159,7 @@ impl Metrics {
                 jobs,
             );
             let waited = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-            waited.set(waited_seconds(counts.oldest_due_at, now_ms()));
+            waited.set(waited_seconds(counts.oldest_due_at, opsq_store::now_ms()));
             scraped.register(
                 "opsq_oldest_waiting_seconds",
                 "How long the job that has waited longest to start (notStarted or resumed, and due) has \
@@ -178,11 +178,6 @@ impl Metrics {
 /// ahead of this node's clock (another node's, on a shared store).
 fn waited_seconds(due_at: Option<i64>, now: i64) -> f64 {
     due_at.map_or(0.0, |due_at| now.saturating_sub(due_at).max(0) as f64 / 1000.0)
-}
-
-/// This node's clock in milliseconds since the Unix epoch, as the store's times.
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
 
 impl JobCounters {

@@ -82,7 +82,7 @@ fn the_store_s_counts_show_by_status() {
 
 #[test]
 fn the_oldest_due_job_shows_how_long_it_has_waited() {
-    let due_at = super::now_ms() - 90_000;
+    let due_at = opsq_store::now_ms() - 90_000;
     let counts =
         UnfinishedCounts { not_started: 1, oldest_due_at: Some(due_at), ..UnfinishedCounts::default() };
     let text = Metrics::new().render(Some(counts)).unwrap();
