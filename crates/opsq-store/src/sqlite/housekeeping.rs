@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use opsq_domain::{Job, JobStatus};
 use rusqlite::params;
 
-use super::jobs::WAITING_KINDS;
+use super::jobs::waiting_kinds_cte;
 use super::rows::{self, JOB_COLUMNS};
 use super::{history, SqliteStore};
 use crate::{now_ms, StoreError, UnfinishedCounts};
@@ -20,6 +20,19 @@ const UNFINISHED_COUNTS: &str = "
     SELECT status, count(*) FROM jobs WHERE status IN ('notStarted', 'resumed') GROUP BY status
     UNION ALL SELECT 'executing', count(*) FROM jobs WHERE status = 'executing'
     UNION ALL SELECT 'unknown', count(*) FROM jobs WHERE status = 'unknown'";
+
+/// When the longest-waiting due job became due (`?1` = now): the first entry of each
+/// kind in `jobs_waiting` is that kind's earliest `run_after`, so this reads two index
+/// entries per kind with waiting jobs, however many wait.
+const OLDEST_DUE: &str = concat!(
+    waiting_kinds_cte!(),
+    ", firsts(run_after) AS (
+         SELECT (SELECT run_after FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind = w.kind
+                 ORDER BY run_after LIMIT 1)
+         FROM waiting_kinds w WHERE w.kind IS NOT NULL
+     )
+     SELECT min(run_after) FROM firsts WHERE run_after <= ?1"
+);
 
 /// Most rows one prune call examines, on the writer thread; only where jobs that
 /// never end sit at the head of the table does it come near: normally a call stops at
@@ -141,17 +154,7 @@ impl SqliteStore {
             let mut stmt = c.prepare_cached(UNFINISHED_COUNTS)?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            // The first entry of each kind in `jobs_waiting` is its earliest due time:
-            // two index entries per kind with waiting jobs, however many wait.
-            let oldest = format!(
-                "{WAITING_KINDS}, firsts(run_after) AS (
-                     SELECT (SELECT run_after FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind = w.kind
-                             ORDER BY run_after LIMIT 1)
-                     FROM waiting_kinds w WHERE w.kind IS NOT NULL
-                 )
-                 SELECT min(run_after) FROM firsts WHERE run_after <= ?1"
-            );
-            let oldest: Option<i64> = c.prepare_cached(&oldest)?.query_row([now_ms()], |r| r.get(0))?;
+            let oldest: Option<i64> = c.prepare_cached(OLDEST_DUE)?.query_row([now_ms()], |r| r.get(0))?;
             Ok((rows, oldest))
         })?;
         let mut counts = UnfinishedCounts { oldest_due_at, ..UnfinishedCounts::default() };

@@ -4,6 +4,7 @@
 //! claim, and is refused once that token is no longer the job's (expired, rescued,
 //! or ended), so a worker that lost its lease can never record an outcome.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use opsq_domain::{Job, JobEvent, JobStatus, NewJob, Progress};
@@ -174,41 +175,48 @@ const MAX_WALKED_KINDS: usize = 64;
 
 /// `WITH RECURSIVE waiting_kinds(kind)`: the kinds that have waiting jobs, in order,
 /// each found by one `jobs_waiting` descent (a skip over the index, where `SELECT
-/// DISTINCT` would read every waiting job), then a last row of `NULL`.
-pub(super) const WAITING_KINDS: &str = "
-    WITH RECURSIVE waiting_kinds(kind) AS (
-        SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') ORDER BY kind LIMIT 1)
-        UNION ALL
-        SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind > w.kind
-                ORDER BY kind LIMIT 1)
-        FROM waiting_kinds w WHERE w.kind IS NOT NULL
-    )";
+/// DISTINCT` would read every waiting job), then a last row of `NULL`. A macro, so
+/// the statements that use it are constants.
+macro_rules! waiting_kinds_cte {
+    () => {
+        "WITH RECURSIVE waiting_kinds(kind) AS (
+             SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') ORDER BY kind LIMIT 1)
+             UNION ALL
+             SELECT (SELECT kind FROM jobs WHERE status IN ('notStarted', 'resumed') AND kind > w.kind
+                     ORDER BY kind LIMIT 1)
+             FROM waiting_kinds w WHERE w.kind IS NOT NULL
+         )"
+    };
+}
+pub(super) use waiting_kinds_cte;
 
 /// What a claim for `patterns` walks: its exact kinds, and in place of its globs the
-/// kinds with waiting jobs that match one (unless there are more than
+/// kinds with waiting jobs that match one (unless that makes more than
 /// [`MAX_WALKED_KINDS`]). A glob walked as a range of the index had its matches sorted
 /// whole on every claim: a backlog of 100,000 jobs of one kind under `server.*` cost
-/// each claim of that worker a sort of all of them.
-fn claim_kinds(c: &Connection, patterns: &[String]) -> rusqlite::Result<Vec<String>> {
-    let (globs, exact): (Vec<&String>, Vec<&String>) = patterns.iter().partition(|pattern| is_glob(pattern));
-    let mut kinds: Vec<String> = Vec::with_capacity(patterns.len());
-    add_new(&mut kinds, exact);
-    if globs.is_empty() {
-        return Ok(kinds);
+/// each claim of that worker a sort of all of them. A request of exact kinds only (an
+/// in-process runner's) is walked as it is.
+fn claim_kinds<'a>(c: &Connection, patterns: &'a [String]) -> rusqlite::Result<Cow<'a, [String]>> {
+    if !patterns.iter().any(|pattern| is_glob(pattern)) {
+        return Ok(Cow::Borrowed(patterns));
     }
+    let (globs, exact): (Vec<String>, Vec<String>) = patterns.iter().cloned().partition(|p| is_glob(p));
+    let mut kinds: Vec<String> = Vec::with_capacity(patterns.len());
+    add_new(&mut kinds, &exact);
+    let mut args = Vec::with_capacity(globs.len());
     let sql = format!(
-        "{WAITING_KINDS} SELECT kind FROM waiting_kinds WHERE kind IS NOT NULL AND ({})",
-        vec!["kind GLOB ?"; globs.len()].join(" OR ")
+        concat!(waiting_kinds_cte!(), " SELECT kind FROM waiting_kinds WHERE kind IS NOT NULL AND {}"),
+        kind_clause(&globs, &mut args)
     );
     let mut stmt = c.prepare_cached(&sql)?;
-    let waiting = stmt.query_map(params_from_iter(&globs), |r| r.get::<_, String>(0))?;
+    let waiting = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
     let waiting = waiting.collect::<rusqlite::Result<Vec<String>>>()?;
     add_new(&mut kinds, &waiting);
     if kinds.len() > MAX_WALKED_KINDS {
         kinds.retain(|kind| !waiting.contains(kind));
-        add_new(&mut kinds, globs);
+        add_new(&mut kinds, &globs);
     }
-    Ok(kinds)
+    Ok(Cow::Owned(kinds))
 }
 
 /// Appends each of `more` that `kinds` does not hold yet.
@@ -324,8 +332,8 @@ pub(super) fn claim_rows(
     ];
     let account_count = request.accounts.as_ref().map(Vec::len);
     let waiting = waiting_by_kind(&kinds, account_count);
-    for kind in kinds {
-        args.push(Value::Text(kind));
+    for kind in kinds.iter() {
+        args.push(Value::Text(kind.clone()));
         if let Some(accounts) = &request.accounts {
             args.extend(accounts.iter().map(|a| Value::Text(a.as_str().to_string())));
         }
@@ -650,7 +658,7 @@ mod tests {
             .expect("load jobs");
         let kinds_for = |patterns: &[&str]| {
             let patterns: Vec<String> = patterns.iter().map(|p| p.to_string()).collect();
-            store.read(|c| claim_kinds(c, &patterns)).expect("claim kinds")
+            store.read(|c| claim_kinds(c, &patterns).map(Cow::into_owned)).expect("claim kinds")
         };
 
         // Exact kinds first, then the waiting kinds a glob matches, in kind order, each
@@ -660,6 +668,10 @@ mod tests {
             ["backup.run", "server.reboot", "absent.kind", "server.powerOn"]
         );
         assert!(kinds_for(&["nothing.*", "server.pause?"]).is_empty());
+        // Exact kinds only: walked as given, with nothing read to resolve them.
+        let exact = vec!["backup.run".to_string(), "absent.kind".to_string()];
+        let as_given = store.read(|c| claim_kinds(c, &exact).map(|kinds| matches!(kinds, Cow::Borrowed(_))));
+        assert!(as_given.expect("claim kinds"), "exact kinds are walked as given");
         let server_kinds = kinds_for(&["server.*"]);
         let plan: Vec<String> = store
             .read(|c| {
