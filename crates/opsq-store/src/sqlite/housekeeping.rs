@@ -171,6 +171,7 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::insert_test_job;
     use super::*;
 
     /// Jobs that never end at the head of the table (a kind nobody runs) cost each
@@ -183,22 +184,17 @@ mod tests {
         let stuck = PRUNE_SCAN + 5;
         store
             .write(move |c| {
-                let insert = "INSERT INTO jobs (account, location, kind, title, payload, status, status_at,
-                                                created_at, run_after, max_attempts, safe_to_repeat, submitter,
-                                                finished_at)
-                              VALUES ('ACME', 'VA1', ?1, '', 'null', ?2, 10, ?3, 10, 1, 1, 'u', ?4)";
-                let mut stmt = c.prepare(insert)?;
                 for _ in 0..stuck {
-                    stmt.execute(params!["t.nobody", "notStarted", 10, None::<i64>])?;
+                    insert_test_job(c, "t.nobody", "notStarted", 10, None)?;
                 }
                 // Ended, but with no end time (not written by this store): kept, and no
                 // stall for the walk.
-                stmt.execute(params!["t.odd", "succeeded", 20, None::<i64>])?;
+                insert_test_job(c, "t.odd", "succeeded", 20, None)?;
                 for _ in 0..3 {
-                    stmt.execute(params!["t.done", "succeeded", 20, Some(30)])?;
+                    insert_test_job(c, "t.done", "succeeded", 20, Some(30))?;
                 }
                 // Created after the cutoff (and ended since): never due, and the walk's end.
-                stmt.execute(params!["t.new", "succeeded", 2_000, Some(2_001)])?;
+                insert_test_job(c, "t.new", "succeeded", 2_000, Some(2_001))?;
                 Ok(())
             })
             .await

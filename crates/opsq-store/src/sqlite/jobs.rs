@@ -623,6 +623,7 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::insert_test_job;
     use super::*;
 
     /// A glob stands for the kinds with waiting jobs that match it, and the claim then
@@ -635,11 +636,6 @@ mod tests {
         let store = SqliteStore::open(dir.path()).expect("open");
         store
             .write(|c| {
-                let mut stmt = c.prepare(
-                    "INSERT INTO jobs (account, location, kind, title, payload, status, status_at, created_at,
-                                       run_after, max_attempts, safe_to_repeat, submitter)
-                     VALUES ('ACME', 'VA1', ?1, '', 'null', ?2, 10, 10, 10, 1, 1, 'u')",
-                )?;
                 for (kind, status) in [
                     ("server.reboot", "notStarted"),
                     ("server.powerOn", "resumed"),
@@ -647,10 +643,10 @@ mod tests {
                     ("serverx.powerOn", "notStarted"),
                     ("backup.run", "notStarted"),
                 ] {
-                    stmt.execute(params![kind, status])?;
+                    insert_test_job(c, kind, status, 10, None)?;
                 }
                 for i in 0..MAX_WALKED_KINDS {
-                    stmt.execute(params![format!("many.k{i}"), "notStarted"])?;
+                    insert_test_job(c, &format!("many.k{i}"), "notStarted", 10, None)?;
                 }
                 Ok(())
             })

@@ -355,3 +355,24 @@ fn commit_batch(conn: &Connection, batch: impl Iterator<Item = WriteOp>, ended: 
         completion(outcome);
     }
 }
+
+/// A job row written straight into `jobs`, past submission, for unit tests that need
+/// rows a store would take long to make (tens of thousands, statuses without their
+/// history): `kind` and `status` as given, created at `created_at` (ms) and due at 10,
+/// ended at `finished_at`.
+#[cfg(test)]
+fn insert_test_job(
+    c: &Connection,
+    kind: &str,
+    status: &str,
+    created_at: i64,
+    finished_at: Option<i64>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO jobs (account, location, kind, title, payload, status, status_at, created_at, run_after,
+                           max_attempts, safe_to_repeat, submitter, finished_at)
+         VALUES ('ACME', 'VA1', ?1, '', 'null', ?2, 10, ?3, 10, 1, 1, 'u', ?4)",
+    )?
+    .execute(rusqlite::params![kind, status, created_at, finished_at])?;
+    Ok(())
+}
