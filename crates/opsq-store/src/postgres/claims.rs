@@ -80,7 +80,8 @@ macro_rules! waiting_kinds_cte {
 /// The update finds the picked rows through an array of their numbers, which can only
 /// be read by primary key: as a join (`number IN (SELECT ...)`), a generic plan that
 /// expects many picked rows hash-joins a scan of the whole table instead, and a drain
-/// by external workers spent 388 µs of PostgreSQL's CPU per job, against 68-93 in the same pairs.
+/// by external workers spent 388 µs of PostgreSQL's CPU per job, against 68-93 in
+/// the same pairs.
 ///
 /// The arguments name parameters (or, for `limit`, any expression); `accounts` is
 /// empty or a further condition.
