@@ -136,6 +136,7 @@ pub(super) fn record_each(
     Ok(())
 }
 
-fn flat_list(numbers: &[i64]) -> Result<String, StoreError> {
+/// Job numbers as a JSON array, the one parameter a `json_each(?)` set of jobs takes.
+pub(super) fn flat_list(numbers: &[i64]) -> Result<String, StoreError> {
     serde_json::to_string(numbers).map_err(|e| StoreError::Invalid(e.to_string()))
 }

@@ -89,8 +89,7 @@ impl SqliteStore {
             }
             let mut pruned = 0;
             if !doomed.is_empty() {
-                let doomed =
-                    serde_json::to_string(&doomed).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let doomed = history::flat_list(&doomed)?;
                 c.prepare_cached("DELETE FROM job_events WHERE job IN (SELECT value FROM json_each(?1))")?
                     .execute([&doomed])?;
                 pruned = c
