@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::harness::{opsq, temp_dir, text, ServerProcess};
 
@@ -11,14 +12,20 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
+/// Serialises the virtualenv's creation: the tests of this binary run in parallel, and
+/// two `python3 -m venv` runs on one directory race each other ("File exists").
+static VENV_SETUP: Mutex<()> = Mutex::new(());
+
 /// The virtualenv's python with clc-sdk 2.51 installed (created once, then reused).
 pub fn clc_python() -> PathBuf {
     let venv = workspace_root().join("target/clc-sdk-venv");
     let python = venv.join("bin/python");
     let ready = venv.join(".clc-sdk-2.51");
+    let _setup = VENV_SETUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if !ready.exists() {
+        // `--clear` starts over from a virtualenv an interrupted run left half made.
         let status = Command::new("python3")
-            .args(["-m", "venv"])
+            .args(["-m", "venv", "--clear"])
             .arg(&venv)
             .status()
             .expect("python3 is required for the clc-sdk tests");
