@@ -1,6 +1,6 @@
-//! `GET /dashboard`: the operators' web page, its script and its style sheet.
+//! `GET /dashboard`: the operators' web page, its script, its style sheet and its icon.
 //!
-//! The three files are embedded in the binary, so every server serves the dashboard
+//! The four files are embedded in the binary, so every server serves the dashboard
 //! with nothing to install and no build step. They are static: the page logs in and
 //! reads, lists and cancels jobs through the public API, with the bearer token the
 //! login answers, so these routes need no token of their own. They are a web page, not
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 const INDEX_HTML: &str = include_str!("../dashboard/index.html");
 const APP_JS: &str = include_str!("../dashboard/app.js");
 const APP_CSS: &str = include_str!("../dashboard/app.css");
+const ICON_SVG: &str = include_str!("../dashboard/icon.svg");
 
 /// What the dashboard may load and where it may be shown: this server's own script,
 /// style sheet and API only (no inline code, no other origin), never inside a frame.
@@ -38,6 +39,12 @@ pub async fn script() -> Response {
 /// The page's style sheet.
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
+}
+
+/// The page's icon. Named by the page, so browsers do not ask for `/favicon.ico`,
+/// which this API server answers with its JSON 404.
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON_SVG)
 }
 
 /// One embedded file with the headers every dashboard answer carries: checked again on

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard/", get(dashboard::page_with_slash))
         .route("/dashboard/app.js", get(dashboard::script))
         .route("/dashboard/app.css", get(dashboard::style))
+        .route("/dashboard/icon.svg", get(dashboard::icon))
         .route("/v2/authentication/login", post(login::login))
         .route("/v2/operations/{alias}/status/{status_id}", get(status::get_status))
         .route("/v2/operations/{alias}/servers/{operation}", post(servers::queue_operation))
