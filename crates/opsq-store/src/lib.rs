@@ -9,6 +9,8 @@
 pub mod backoff;
 mod dispatch;
 mod error;
+mod job_map;
+mod owners;
 mod postgres;
 mod rules;
 mod sqlite;
@@ -17,6 +19,7 @@ mod types;
 
 pub use dispatch::{Dispatch, ListedOffer};
 pub use error::StoreError;
+pub use owners::JobOwner;
 pub use store::Store;
 
 /// What nodes sharing a store tell each other (PostgreSQL `NOTIFY`).

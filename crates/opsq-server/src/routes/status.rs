@@ -1,9 +1,11 @@
 //! `GET /v2/operations/{alias}/status/{statusId}`: the endpoint every CLC client polls.
 
+use std::future::Future;
+
 use axum::extract::State;
 use axum::Json;
-use opsq_domain::{AccountAlias, StatusId};
-use opsq_store::JobStatusRow;
+use opsq_domain::{AccountAlias, Location, StatusId};
+use opsq_store::{JobOwner, JobStatusRow, StoreError};
 use serde_json::{json, Value};
 
 use super::ApiPath;
@@ -49,13 +51,44 @@ pub async fn find_visible_job(
     alias: &AccountAlias,
     raw_id: &str,
 ) -> ApiResult<JobStatusRow> {
+    let read = |number| state.store.job_status(number);
+    let (_, row) = find_visible(state, alias, raw_id, read, |row| (&row.account, &row.location)).await?;
+    Ok(row)
+}
+
+/// [`find_visible_job`] for a worker's heartbeat, outcome or report, which need only
+/// the job's number and owner: the owner is usually known without a read
+/// ([`opsq_store::Store::job_owner`]), and the write that follows checks the
+/// caller's lease token, which only the job's own attempt holds.
+pub async fn find_visible_owner(
+    state: &AppState,
+    alias: &AccountAlias,
+    raw_id: &str,
+) -> ApiResult<(i64, JobOwner)> {
+    let read = |number| state.store.job_owner(number);
+    find_visible(state, alias, raw_id, read, |owner| (&owner.account, &owner.location)).await
+}
+
+/// Parses the id, reads what `read` knows of its job, and answers it only if the job
+/// is in the id's location and in `alias`'s subtree.
+async fn find_visible<T, Read>(
+    state: &AppState,
+    alias: &AccountAlias,
+    raw_id: &str,
+    read: impl FnOnce(i64) -> Read,
+    owner: impl Fn(&T) -> (&AccountAlias, &Location),
+) -> ApiResult<(i64, T)>
+where
+    Read: Future<Output = Result<Option<T>, StoreError>>,
+{
     let shown: String = raw_id.chars().take(40).collect();
     let not_found =
         || ApiError::NotFound(format!("No job with status id {shown:?} exists for account {alias}"));
     let id = StatusId::parse(raw_id).map_err(|_| not_found())?;
-    let row = state.store.job_status(id.number).await?.ok_or_else(not_found)?;
-    if row.location != id.location || !state.store.is_within(alias, &row.account).await? {
+    let found = read(id.number).await?.ok_or_else(not_found)?;
+    let (account, location) = owner(&found);
+    if *location != id.location || !state.store.is_within(alias, account).await? {
         return Err(not_found());
     }
-    Ok(row)
+    Ok((id.number, found))
 }

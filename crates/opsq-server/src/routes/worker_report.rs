@@ -22,7 +22,7 @@ use opsq_store::{Claim, ClaimRequest, JobOutcome, NextJob};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::status::find_visible_job;
+use super::status::find_visible_owner;
 use super::workers::{claim_request, claimed_json, failure, require_worker, ClaimBody};
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -206,9 +206,9 @@ async fn record(
     outcome: JobOutcome,
     next: Option<Arc<ClaimRequest>>,
 ) -> Recorded {
-    let row = find_visible_job(state, &caller.account, &body.id).await?;
+    let (number, _) = find_visible_owner(state, &caller.account, &body.id).await?;
     let (status, next) =
-        state.store.finish_status_then_claim(row.number, &body.lease_token, outcome, next).await?;
+        state.store.finish_status_then_claim(number, &body.lease_token, outcome, next).await?;
     state.metrics.jobs().attempt_ended(status);
     state.metrics.jobs().attempts_started(usize::from(matches!(next, NextJob::Claimed(_))));
     Ok((status, next))

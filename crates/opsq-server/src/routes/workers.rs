@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::claim_wait::{wait_offering, ClaimOffer};
-use super::status::find_visible_job;
+use super::status::find_visible_owner;
 use super::ApiPath;
 use crate::auth::Caller;
 use crate::body::RawBody;
@@ -180,8 +180,8 @@ async fn job_call<T: serde::de::DeserializeOwned>(
 ) -> ApiResult<(T, i64, AccountAlias)> {
     require_worker(caller)?;
     let request = body.json("request")?;
-    let row = find_visible_job(state, &caller.account, status_id).await?;
-    Ok((request, row.number, row.account))
+    let (number, owner) = find_visible_owner(state, &caller.account, status_id).await?;
+    Ok((request, number, owner.account))
 }
 
 /// Whole seconds left on a lease, rounded up.

@@ -10,19 +10,14 @@
 //! sees `PRAGMA data_version` move before its next transaction, and housekeeping
 //! writes every second, so such a change shows within about a second.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
+use crate::job_map::JobMap;
 use crate::types::JobStatusRow;
-
-const SHARDS: usize = 16;
-/// Entries per shard before the shard starts over: at most 65,536 jobs in all.
-const SHARD_CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct StatusCache {
-    shards: [Mutex<HashMap<i64, JobStatusRow>>; SHARDS],
+    rows: JobMap<JobStatusRow>,
     /// Commits whose touched jobs were dropped so far.
     commits: AtomicU64,
 }
@@ -31,41 +26,24 @@ pub(crate) struct StatusCache {
 pub(crate) struct ReadStart(u64);
 
 impl StatusCache {
-    fn shard(&self, number: i64) -> std::sync::MutexGuard<'_, HashMap<i64, JobStatusRow>> {
-        let shard = &self.shards[number.rem_euclid(SHARDS as i64) as usize];
-        shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Every shard, locked in order. Hold the guards until the commit count has
-    /// moved: a read that began before must not store between the two.
-    fn lock_all(&self) -> Vec<std::sync::MutexGuard<'_, HashMap<i64, JobStatusRow>>> {
-        self.shards
-            .iter()
-            .map(|shard| shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-            .collect()
-    }
-
     /// Call before reading the database.
     pub(crate) fn begin_read(&self) -> ReadStart {
         ReadStart(self.commits.load(Ordering::Acquire))
     }
 
     pub(crate) fn get(&self, number: i64) -> Option<JobStatusRow> {
-        self.shard(number).get(&number).cloned()
+        self.rows.get(number)
     }
 
     /// Keeps what a read found, unless a commit ended since it began.
     pub(crate) fn store(&self, start: ReadStart, row: JobStatusRow) {
-        let mut shard = self.shard(row.number);
+        let mut shard = self.rows.shard(row.number);
         // Checked under the shard lock, which `committed` also takes: a commit either
         // ended before this check (the row is not stored) or drops it afterwards.
         if self.commits.load(Ordering::Acquire) != start.0 {
             return;
         }
-        if shard.len() >= SHARD_CAPACITY {
-            shard.clear();
-        }
-        shard.insert(row.number, row);
+        JobMap::insert_into(&mut shard, row.number, row);
     }
 
     /// Drops the jobs a transaction touched; call once it committed or rolled back.
@@ -74,17 +52,19 @@ impl StatusCache {
         if touched.is_empty() {
             return;
         }
-        let mut guards = self.lock_all();
+        // Every shard stays locked until the commit count has moved: a read that
+        // began before must not store between the two.
+        let mut shards = self.rows.lock_all();
         for number in touched.drain(..) {
-            guards[number.rem_euclid(SHARDS as i64) as usize].remove(&number);
+            JobMap::remove_from(&mut shards, number);
         }
         self.commits.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Forgets everything: the database changed in ways this process did not see.
     pub(crate) fn clear(&self) {
-        let mut guards = self.lock_all();
-        guards.iter_mut().for_each(|shard| shard.clear());
+        let mut shards = self.rows.lock_all();
+        shards.iter_mut().for_each(|shard| shard.clear());
         self.commits.fetch_add(1, Ordering::AcqRel);
     }
 }
@@ -145,9 +125,10 @@ mod tests {
     #[test]
     fn a_full_shard_starts_over() {
         let cache = StatusCache::default();
-        for i in 0..(SHARD_CAPACITY as i64 + 1) {
-            cache.store(cache.begin_read(), row(i * SHARDS as i64, JobStatus::Succeeded));
+        let same_shard = |i: usize| (i * 16) as i64;
+        for i in 0..=crate::job_map::SHARD_CAPACITY {
+            cache.store(cache.begin_read(), row(same_shard(i), JobStatus::Succeeded));
         }
-        assert_eq!(cache.shard(0).len(), 1);
+        assert_eq!(cache.rows.shard(0).len(), 1);
     }
 }

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use opsq_domain::{Job, JobEvent, JobStatus};
-use opsq_store::{now_ms, JobFilter, JobOutcome, Resolution, Store, UnfinishedCounts, V1Session};
+use opsq_store::{
+    now_ms, ClaimRequest, JobFilter, JobOutcome, JobOwner, Resolution, Store, UnfinishedCounts, V1Session,
+};
 use serde_json::json;
 
 use crate::support::*;
@@ -101,6 +103,29 @@ pub async fn prune_finished_deletes_ended_jobs_and_their_history(store: Store) {
 
 fn snapshots_of(all: &[(Job, Vec<JobEvent>)], numbers: &[i64]) -> Vec<(Job, Vec<JobEvent>)> {
     numbers.iter().map(|n| all.iter().find(|(j, _)| j.number == *n).expect("snapshot").clone()).collect()
+}
+
+/// A job's owner is its account and location, whether read or known from a worker's
+/// claim, and it never changes; a job pruned since is refused by the store itself
+/// when the worker's outcome comes.
+pub async fn job_owner_names_the_jobs_account_and_a_pruned_job_is_refused_after(store: Store) {
+    accounts(&store, &["ACME"]).await;
+    let j = submit(&store, new_job("ACME", "t.owner")).await;
+    let owner = JobOwner { account: j.account.clone(), location: j.location.clone() };
+    assert_eq!(store.job_owner(j.number).await.unwrap(), Some(owner.clone()));
+    assert_eq!(store.job_owner(j.number + 1000).await.unwrap(), None, "no such job");
+
+    let for_worker = ClaimRequest {
+        accounts: Some(vec![j.account.clone()]),
+        ..claim_request(&["t.owner"], "w-owner", 1, LONG_LEASE_MS)
+    };
+    let c = store.claim(for_worker).await.unwrap().remove(0);
+    store.finish(j.number, &c.lease_token, JobOutcome::Succeeded(json!(1))).await.unwrap();
+    assert_eq!(store.prune_finished(now_ms() + 1_000, 100).await.unwrap(), 1);
+    assert_gone(&store, j.number).await;
+    let known = store.job_owner(j.number).await.unwrap();
+    assert!(known.is_none() || known == Some(owner), "another owner for job {}: {known:?}", j.number);
+    assert_not_found(store.finish(j.number, &c.lease_token, JobOutcome::Succeeded(json!(2))).await);
 }
 
 pub async fn prune_finished_keeps_newer_jobs_and_respects_the_limit(store: Store) {

@@ -153,6 +153,7 @@ macro_rules! all_conformance_tests {
             control::kind_lease_overrides_the_heartbeat_lease,
             housekeeping::prune_finished_deletes_ended_jobs_and_their_history,
             housekeeping::prune_finished_keeps_newer_jobs_and_respects_the_limit,
+            housekeeping::job_owner_names_the_jobs_account_and_a_pruned_job_is_refused_after,
             housekeeping::fail_stale_unknown_ends_only_old_unknown_jobs,
             housekeeping::unknown_jobs_lists_the_oldest_first,
             housekeeping::prune_sessions_deletes_only_expired_sessions,
