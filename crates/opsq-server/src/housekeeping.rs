@@ -71,10 +71,10 @@ pub async fn run(
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "rescuing expired leases failed"),
         }
-        probe_unknown_jobs(&store, &registry, &wakeup, &config, &mut probed).await;
+        probe_unknown_jobs(&store, &registry, &wakeup, &config, &counters, &mut probed).await;
         if last_chores.is_none_or(|t| t.elapsed() >= config.chores_every) {
             last_chores = Some(Instant::now());
-            chores(&store, &config).await;
+            chores(&store, &config, &counters).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(config.tick) => {}
@@ -83,7 +83,7 @@ pub async fn run(
     }
 }
 
-async fn chores(store: &Store, config: &HousekeepingConfig) {
+async fn chores(store: &Store, config: &HousekeepingConfig, counters: &JobCounters) {
     let now = opsq_store::now_ms();
     let cutoff = now - config.retention.as_millis() as i64;
     let mut pruned = 0;
@@ -111,7 +111,8 @@ async fn chores(store: &Store, config: &HousekeepingConfig) {
     );
     match store.fail_stale_unknown(now - timeout.as_millis() as i64, &reason).await {
         Ok(failed) if !failed.is_empty() => {
-            tracing::warn!(jobs = ?failed, "unknown outcomes timed out; ended failed")
+            tracing::warn!(jobs = ?failed, "unknown outcomes timed out; ended failed");
+            counters.unknown_timed_out(failed.len());
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "ending stale unknown jobs failed"),
@@ -126,6 +127,7 @@ async fn probe_unknown_jobs(
     registry: &Registry,
     wakeup: &Wakeup,
     config: &HousekeepingConfig,
+    counters: &JobCounters,
     probed: &mut HashMap<i64, Instant>,
 ) {
     let jobs = match store.unknown_jobs(100).await {
@@ -151,6 +153,7 @@ async fn probe_unknown_jobs(
         match store.resolve(job.number, resolution, "reconcile probe").await {
             Ok(resolved) => {
                 tracing::info!(job = job.number, status = %resolved.status, "probe resolved an unknown outcome");
+                counters.probe_resolved(resolved.status);
                 wakeup.notify();
             }
             Err(err) => tracing::warn!(job = job.number, error = %err, "recording a probe's verdict failed"),

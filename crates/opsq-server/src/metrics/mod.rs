@@ -1,7 +1,8 @@
 //! What an operator watches, served at `GET /metrics`: counters of what this node did
 //! since it started (jobs accepted, attempts started, their outcomes, attempts taken
-//! back from lost workers), bumped where each happens, and the queue's depth, read
-//! from the store when scraped. docs/operations.md lists every metric.
+//! back from lost workers, cancels, unknown outcomes resolved by a probe or ended by
+//! the timeout), bumped where each happens, and the queue's depth, read from the
+//! store when scraped. docs/operations.md lists every metric.
 //!
 //! The counters sit on the hot paths (tens of thousands of jobs a second), so every
 //! label set is resolved here, once, into a plain [`Counter`]: counting is one relaxed
@@ -31,6 +32,8 @@ pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One label, fixed when the metric is registered.
 type Label = [(&'static str, &'static str); 1];
+/// Two labels, fixed when the metric is registered.
+type Labels = [(&'static str, &'static str); 2];
 
 /// The registry of one server and the counters its hot paths bump. Built once per
 /// server and held in its state: no global recorder, so two servers in one process
@@ -55,6 +58,12 @@ struct Counters {
     rescued_resumed: Counter,
     rescued_unknown: Counter,
     rescued_failed: Counter,
+    cancels_ended: Counter,
+    cancels_requested: Counter,
+    probe_succeeded: Counter,
+    probe_failed: Counter,
+    probe_retried: Counter,
+    unknown_timed_out: Counter,
 }
 
 impl Default for Metrics {
@@ -97,6 +106,21 @@ impl Metrics {
              failed (attempts used up)",
             rescued.clone(),
         );
+        let cancels = Family::<Label, Counter>::default();
+        registry.register(
+            "opsq_cancels",
+            "Cancels this node accepted since its start, by effect: ended (a waiting job failed at once) or \
+             requested (a running job asked to stop, again for a repeated cancel); a refused cancel is not counted",
+            cancels.clone(),
+        );
+        let unknown_resolved = Family::<Labels, Counter>::default();
+        registry.register(
+            "opsq_unknown_resolved",
+            "Unknown outcomes this node resolved since its start, by whom and what the job became: a \
+             reconcile probe (succeeded, failed, or resumed to run again) or the unknown timeout (failed); \
+             an operator's resolution with opsq admin is not counted by any node",
+            unknown_resolved.clone(),
+        );
         let build = Family::<Label, Gauge>::default();
         build.get_or_create(&[("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("opsq_build_info", "The opsq version this node runs, as a label; always 1", build);
@@ -111,6 +135,9 @@ impl Metrics {
         let labelled = |family: &Family<Label, Counter>, name, value| {
             Counter::clone(&family.get_or_create(&[(name, value)]))
         };
+        let resolved_by = |family: &Family<Labels, Counter>, by, status| {
+            Counter::clone(&family.get_or_create(&[("by", by), ("status", status)]))
+        };
         let jobs = JobCounters(Arc::new(Counters {
             submitted,
             attempts_started,
@@ -120,6 +147,12 @@ impl Metrics {
             rescued_resumed: labelled(&rescued, "status", "resumed"),
             rescued_unknown: labelled(&rescued, "status", "unknown"),
             rescued_failed: labelled(&rescued, "status", "failed"),
+            cancels_ended: labelled(&cancels, "effect", "ended"),
+            cancels_requested: labelled(&cancels, "effect", "requested"),
+            probe_succeeded: resolved_by(&unknown_resolved, "probe", "succeeded"),
+            probe_failed: resolved_by(&unknown_resolved, "probe", "failed"),
+            probe_retried: resolved_by(&unknown_resolved, "probe", "resumed"),
+            unknown_timed_out: resolved_by(&unknown_resolved, "timeout", "failed"),
         }));
         Self { registry, jobs }
     }
@@ -216,6 +249,33 @@ impl JobCounters {
                 JobStatus::Failed => self.0.rescued_failed.inc(),
                 JobStatus::NotStarted | JobStatus::Executing | JobStatus::Succeeded => continue,
             };
+        }
+    }
+
+    /// A cancel the store accepted: `running` when the job was running and was asked
+    /// to stop, rather than ended at once.
+    pub fn cancelled(&self, running: bool) {
+        if running {
+            self.0.cancels_requested.inc();
+        } else {
+            self.0.cancels_ended.inc();
+        }
+    }
+
+    /// A reconcile probe's verdict, recorded: `status` is what the job became.
+    pub fn probe_resolved(&self, status: JobStatus) {
+        match status {
+            JobStatus::Succeeded => self.0.probe_succeeded.inc(),
+            JobStatus::Failed => self.0.probe_failed.inc(),
+            JobStatus::Resumed => self.0.probe_retried.inc(),
+            JobStatus::NotStarted | JobStatus::Executing | JobStatus::Unknown => return,
+        };
+    }
+
+    /// Unknown outcomes the timeout ended `failed`.
+    pub fn unknown_timed_out(&self, count: usize) {
+        if count > 0 {
+            self.0.unknown_timed_out.inc_by(count as u64);
         }
     }
 }

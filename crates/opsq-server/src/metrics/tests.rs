@@ -49,6 +49,12 @@ fn a_new_node_shows_every_counter_at_zero_and_what_it_runs() {
         r#"opsq_attempts_rescued_total{status="resumed"}"#,
         r#"opsq_attempts_rescued_total{status="unknown"}"#,
         r#"opsq_attempts_rescued_total{status="failed"}"#,
+        r#"opsq_cancels_total{effect="ended"}"#,
+        r#"opsq_cancels_total{effect="requested"}"#,
+        r#"opsq_unknown_resolved_total{by="probe",status="succeeded"}"#,
+        r#"opsq_unknown_resolved_total{by="probe",status="failed"}"#,
+        r#"opsq_unknown_resolved_total{by="probe",status="resumed"}"#,
+        r#"opsq_unknown_resolved_total{by="timeout",status="failed"}"#,
     ] {
         assert_eq!(samples.get(series), Some(&0.0), "{series} in\n{text}");
     }
@@ -111,6 +117,14 @@ fn counts_land_in_their_own_series() {
         rescued(3, JobStatus::Unknown),
         rescued(4, JobStatus::Failed),
     ]);
+    jobs.cancelled(false);
+    jobs.cancelled(true);
+    jobs.cancelled(true);
+    for status in [JobStatus::Succeeded, JobStatus::Resumed, JobStatus::Resumed, JobStatus::Unknown] {
+        jobs.probe_resolved(status);
+    }
+    jobs.unknown_timed_out(3);
+    jobs.unknown_timed_out(0);
     let samples = samples(&metrics.render(None).unwrap());
     let expected = [
         ("opsq_jobs_submitted_total", 4.0),
@@ -121,6 +135,12 @@ fn counts_land_in_their_own_series() {
         (r#"opsq_attempts_rescued_total{status="resumed"}"#, 1.0),
         (r#"opsq_attempts_rescued_total{status="unknown"}"#, 2.0),
         (r#"opsq_attempts_rescued_total{status="failed"}"#, 1.0),
+        (r#"opsq_cancels_total{effect="ended"}"#, 1.0),
+        (r#"opsq_cancels_total{effect="requested"}"#, 2.0),
+        (r#"opsq_unknown_resolved_total{by="probe",status="succeeded"}"#, 1.0),
+        (r#"opsq_unknown_resolved_total{by="probe",status="failed"}"#, 0.0),
+        (r#"opsq_unknown_resolved_total{by="probe",status="resumed"}"#, 2.0),
+        (r#"opsq_unknown_resolved_total{by="timeout",status="failed"}"#, 3.0),
     ];
     for (series, want) in expected {
         assert_eq!(samples.get(series), Some(&want), "{series}");

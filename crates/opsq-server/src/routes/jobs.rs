@@ -472,11 +472,17 @@ pub async fn cancel_job(
         .chars()
         .take(500)
         .collect();
-    let row = find_visible_job(&state, &alias, &status_id).await?;
-    let (status, job) = match state.store.cancel(row.number, &reason).await? {
-        CancelOutcome::Cancelled(job) => (StatusCode::OK, job),
+    // A fresh read, not the map of owners: the cancel call has no lease token to
+    // stand behind the check, and cancels are rare.
+    let number = find_visible_job(&state, &alias, &status_id).await?.number;
+    let (status, job) = match state.store.cancel(number, &reason).await? {
+        CancelOutcome::Cancelled(job) => {
+            state.metrics.jobs().cancelled(false);
+            (StatusCode::OK, job)
+        }
         CancelOutcome::Requested(job) => {
             state.running.cancel(job.number);
+            state.metrics.jobs().cancelled(true);
             (StatusCode::ACCEPTED, job)
         }
         CancelOutcome::AlreadyFinished(job) => {

@@ -13,6 +13,7 @@ use opsq_store::KindSettings;
 use serde_json::{json, Value};
 
 use crate::harness::{assert_error, TestServer, PASSWORD};
+use crate::metrics;
 
 /// Polls `GET .../jobs/{id}` until `done` holds, failing after a deadline.
 async fn poll_job(
@@ -420,6 +421,13 @@ async fn probes_resolve_unknown_outcomes_and_the_timeout_fails_the_rest() {
     poll_job(&server, &token, &orphan, "unknown", |j| j["status"] == "unknown").await;
     let timed_out = poll_job(&server, &token, &orphan, "timeout", |j| j["status"] == "failed").await;
     assert!(timed_out["error"].as_str().unwrap().contains("unknown"), "{timed_out}");
+    // The counters move just after the store's writes, so the scrape may come first.
+    metrics::scrape_until(&server, "counted one probe's verdict and one timeout", |counted| {
+        let seen = (counted.get(metrics::PROBE_SUCCEEDED), counted.get(metrics::TIMED_OUT));
+        assert!(seen.0 <= 1.0 && seen.1 <= 1.0, "one probe's verdict and one timeout: {seen:?}");
+        seen == (1.0, 1.0)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -24,14 +24,30 @@ const RETRIED: &str = r#"opsq_attempt_outcomes_total{outcome="retried"}"#;
 const RESCUED_RESUMED: &str = r#"opsq_attempts_rescued_total{status="resumed"}"#;
 const RESCUED_UNKNOWN: &str = r#"opsq_attempts_rescued_total{status="unknown"}"#;
 const RESCUED_FAILED: &str = r#"opsq_attempts_rescued_total{status="failed"}"#;
-const COUNTERS: [&str; 8] =
-    [SUBMITTED, STARTED, SUCCEEDED, FAILED, RETRIED, RESCUED_RESUMED, RESCUED_UNKNOWN, RESCUED_FAILED];
+const CANCELS_ENDED: &str = r#"opsq_cancels_total{effect="ended"}"#;
+const CANCELS_REQUESTED: &str = r#"opsq_cancels_total{effect="requested"}"#;
+pub(crate) const PROBE_SUCCEEDED: &str = r#"opsq_unknown_resolved_total{by="probe",status="succeeded"}"#;
+pub(crate) const TIMED_OUT: &str = r#"opsq_unknown_resolved_total{by="timeout",status="failed"}"#;
+const COUNTERS: [&str; 12] = [
+    SUBMITTED,
+    STARTED,
+    SUCCEEDED,
+    FAILED,
+    RETRIED,
+    RESCUED_RESUMED,
+    RESCUED_UNKNOWN,
+    RESCUED_FAILED,
+    CANCELS_ENDED,
+    CANCELS_REQUESTED,
+    PROBE_SUCCEEDED,
+    TIMED_OUT,
+];
 
 /// One scrape: every sample, by series (`name{labels}`).
-struct Scrape(BTreeMap<String, f64>);
+pub(crate) struct Scrape(BTreeMap<String, f64>);
 
 impl Scrape {
-    fn get(&self, series: &str) -> f64 {
+    pub(crate) fn get(&self, series: &str) -> f64 {
         *self.0.get(series).unwrap_or_else(|| panic!("{series} is not in the scrape: {:?}", self.0))
     }
 
@@ -55,7 +71,7 @@ impl Scrape {
 }
 
 /// Scrapes without a token, as Prometheus does, and parses the text.
-async fn scrape(server: &TestServer) -> Scrape {
+pub(crate) async fn scrape(server: &TestServer) -> Scrape {
     let response = server.http.get(server.url("/metrics")).send().await.expect("scrape");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()[CONTENT_TYPE].to_str().unwrap().to_string();
@@ -68,6 +84,20 @@ async fn scrape(server: &TestServer) -> Scrape {
         assert!(samples.insert(series.to_string(), value).is_none(), "{series} twice in\n{text}");
     }
     Scrape(samples)
+}
+
+/// Scrapes until `done` holds, failing after a deadline: what housekeeping does shows
+/// a moment after the store changed.
+pub(crate) async fn scrape_until(server: &TestServer, what: &str, done: impl Fn(&Scrape) -> bool) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = scrape(server).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {:?}", now.0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `counters` as they were in `before`, moved by `moved`.
@@ -213,6 +243,37 @@ async fn attempts_started_on_a_free_slot_count_once() {
 }
 
 #[tokio::test]
+async fn cancels_count_by_effect_and_a_refused_one_not_at_all() {
+    let server = TestServer::start().await;
+    let token = server.admin_token().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (code, job) = submit(&server, &token, json!({"kind": "metrics.cancel"}), None).await;
+        assert_eq!(code, 202, "{job}");
+        ids.push(job["id"].as_str().unwrap().to_string());
+    }
+    let (code, answer) = server
+        .post_json(&token, "/v2/workers/claim", &json!({"kinds": ["metrics.cancel"], "limit": 2}))
+        .await;
+    assert_eq!((code, answer["jobs"].as_array().map(Vec::len)), (200, Some(2)), "{answer}");
+    let claimed: Vec<&str> =
+        answer["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let (finished, running) = (claimed[0], claimed[1]);
+    let lease = &answer["jobs"][0]["leaseToken"];
+    let waiting = ids.iter().find(|id| !claimed.contains(&id.as_str())).unwrap();
+    assert_eq!(worker_call(&server, &token, finished, "complete", json!({"leaseToken": lease})).await, 200);
+    let before = scrape(&server).await;
+
+    let cancel = |id: &str| format!("/v2/operations/OPSQ/jobs/{id}/cancel");
+    assert_eq!(server.post_json(&token, &cancel(waiting), &json!({})).await.0, 200, "ended at once");
+    assert_eq!(server.post_json(&token, &cancel(running), &json!({})).await.0, 202, "asked to stop");
+    assert_eq!(server.post_json(&token, &cancel(finished), &json!({})).await.0, 409, "its outcome stands");
+    assert_eq!(server.post_json(&token, &cancel("wa1-999999"), &json!({})).await.0, 404);
+    let after = scrape(&server).await;
+    assert_eq!(after.counters(), moved(&before, &[(CANCELS_ENDED, 1.0), (CANCELS_REQUESTED, 1.0)]));
+}
+
+#[tokio::test]
 async fn attempts_of_lost_workers_count_by_what_their_job_became() {
     let server = TestServer::start_configured(|options: &mut ServeOptions| {
         options.housekeeping.tick = Duration::from_millis(50);
@@ -242,15 +303,7 @@ async fn attempts_of_lost_workers_count_by_what_their_job_became() {
         &before,
         &[(STARTED, 3.0), (RESCUED_RESUMED, 1.0), (RESCUED_UNKNOWN, 1.0), (RESCUED_FAILED, 1.0)],
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rescued = loop {
-        let now = scrape(&server).await;
-        if now.counters() == expected {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "never rescued: {:?}", now.counters());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let rescued = scrape_until(&server, "rescued", |now| now.counters() == expected).await;
     assert_eq!(rescued.depth(), [0.0, 0.0, 1.0, 1.0]);
 }
 
