@@ -81,6 +81,39 @@ pub(crate) fn finish(
     })
 }
 
+/// The new state of a job its worker handed back before starting it.
+pub(crate) struct Released {
+    pub finished: Finished,
+    /// Whether the attempt stops counting: it never ran, so it must not use up one
+    /// of the job's attempts (a kind allowing one attempt would otherwise end `failed`
+    /// because a worker shut down).
+    pub uncounted: bool,
+}
+
+/// A job handed back unstarted is `resumed` and due at once, its attempt not
+/// counted, and keeps its previous attempt's error (`error: None`). A cancel requested
+/// meanwhile takes effect instead: the job ends `failed` as cancelled.
+pub(crate) fn release(
+    attempt: i64,
+    cancel_reason: Option<&str>,
+    now: Millis,
+) -> Result<Released, StoreError> {
+    if cancel_reason.is_some() {
+        let outcome = JobOutcome::Fatal("handed back unstarted".into());
+        let finished = finish(outcome, attempt, attempt, cancel_reason, now)?;
+        return Ok(Released { finished, uncounted: false });
+    }
+    let finished = Finished {
+        status: JobStatus::Resumed,
+        result: None,
+        error: None,
+        run_after: now,
+        description: "Handed back unstarted; waiting for a worker".into(),
+        message: format!("attempt {attempt} handed back unstarted by its worker; not counted"),
+    };
+    Ok(Released { finished, uncounted: true })
+}
+
 /// What a job whose attempt lost its lease becomes: `(status, description, error)`.
 pub(crate) fn rescue(
     safe_to_repeat: bool,
@@ -148,6 +181,19 @@ mod tests {
         assert_eq!(migrations_to_skip(2, 3).unwrap(), 2);
         assert_eq!(migrations_to_skip(3, 3).unwrap(), 3);
         assert!(matches!(migrations_to_skip(4, 3), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_job_handed_back_unstarted_runs_again_uncounted_unless_cancelled() {
+        let released = release(1, None, 7).unwrap();
+        assert!(released.uncounted);
+        assert_eq!(released.finished.status, JobStatus::Resumed);
+        assert_eq!(released.finished.run_after, 7);
+        assert_eq!(released.finished.error, None);
+        let cancelled = release(1, Some("stop"), 7).unwrap();
+        assert!(!cancelled.uncounted);
+        assert_eq!(cancelled.finished.status, JobStatus::Failed);
+        assert!(cancelled.finished.error.unwrap().starts_with("cancelled: stop"));
     }
 
     #[test]

@@ -350,6 +350,15 @@ impl Store {
         Ok((status, next))
     }
 
+    /// Hands back a job its worker claimed but never started (it was shutting down):
+    /// the job is `resumed` and due at once, and the attempt does not count, so a
+    /// kind that allows one attempt does not end `failed` because a worker stopped.
+    /// A cancel requested meanwhile ends it `failed` as cancelled instead. Refused
+    /// once the lease is lost, like an outcome.
+    pub async fn release(&self, number: i64, lease_token: &str) -> Result<Job, StoreError> {
+        dispatch!(self, s => s.release(number, lease_token.to_string()).await)
+    }
+
     /// Takes back the jobs whose lease expired (or, with `owner_prefix`, every lease
     /// held by a previous run of this node) and makes them `resumed` or `unknown`.
     pub async fn rescue(&self, owner_prefix: Option<String>) -> Result<Vec<Rescued>, StoreError> {

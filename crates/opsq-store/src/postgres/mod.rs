@@ -20,6 +20,7 @@ mod glob;
 mod history;
 mod housekeeping;
 mod jobs;
+mod release;
 mod rows;
 mod schema;
 pub(crate) mod signals;

@@ -13,6 +13,7 @@ mod finisher;
 mod history;
 mod housekeeping;
 mod jobs;
+mod release;
 mod rows;
 mod schema;
 mod status_cache;

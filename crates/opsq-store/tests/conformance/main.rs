@@ -20,6 +20,7 @@ mod dispatch;
 mod housekeeping;
 mod jobs;
 mod leases;
+mod release;
 mod support;
 
 #[path = "../../../../tests/support/pg_scratch.rs"]
@@ -123,6 +124,10 @@ macro_rules! all_conformance_tests {
             leases::a_stale_outcome_beside_the_live_one_leaves_no_claim_behind,
             leases::expired_lease_is_fenced_before_rescue,
             leases::history_records_each_transition,
+            release::a_job_handed_back_unstarted_runs_again_without_using_an_attempt,
+            release::a_hand_back_after_a_failed_attempt_keeps_its_error_and_start,
+            release::a_cancel_requested_before_the_hand_back_takes_effect,
+            release::a_hand_back_needs_the_live_lease,
             concurrency::concurrent_submits_get_distinct_numbers,
             concurrency::concurrent_batches_each_get_their_own_jobs,
             dispatch::a_submission_starts_jobs_on_offered_slots,
