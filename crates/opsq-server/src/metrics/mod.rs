@@ -55,6 +55,7 @@ struct Counters {
     succeeded: Counter,
     failed: Counter,
     retried: Counter,
+    released: Counter,
     rescued_resumed: Counter,
     rescued_unknown: Counter,
     rescued_failed: Counter,
@@ -95,7 +96,8 @@ impl Metrics {
         registry.register(
             "opsq_attempt_outcomes",
             "Attempt outcomes recorded by this node since its start, by what the job became: succeeded, \
-             failed (for good) or retried (resumed, to run again)",
+             failed (for good), retried (resumed, to run again) or released (handed back unstarted by a \
+             worker shutting down; the attempt does not count)",
             outcomes.clone(),
         );
         let rescued = Family::<Label, Counter>::default();
@@ -144,6 +146,7 @@ impl Metrics {
             succeeded: labelled(&outcomes, "outcome", "succeeded"),
             failed: labelled(&outcomes, "outcome", "failed"),
             retried: labelled(&outcomes, "outcome", "retried"),
+            released: labelled(&outcomes, "outcome", "released"),
             rescued_resumed: labelled(&rescued, "status", "resumed"),
             rescued_unknown: labelled(&rescued, "status", "unknown"),
             rescued_failed: labelled(&rescued, "status", "failed"),
@@ -238,6 +241,17 @@ impl JobCounters {
             JobStatus::Resumed => self.0.retried.inc(),
             JobStatus::NotStarted | JobStatus::Executing | JobStatus::Unknown => return,
         };
+    }
+
+    /// A claimed job handed back unstarted: `status` is what the job became, `resumed`
+    /// (released) unless a cancel request made it `failed`.
+    pub fn released(&self, status: JobStatus) {
+        match status {
+            JobStatus::Resumed => {
+                self.0.released.inc();
+            }
+            other => self.attempt_ended(other),
+        }
     }
 
     /// Attempts a rescue took back, each with what its job became.

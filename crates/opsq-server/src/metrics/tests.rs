@@ -46,6 +46,7 @@ fn a_new_node_shows_every_counter_at_zero_and_what_it_runs() {
         r#"opsq_attempt_outcomes_total{outcome="succeeded"}"#,
         r#"opsq_attempt_outcomes_total{outcome="failed"}"#,
         r#"opsq_attempt_outcomes_total{outcome="retried"}"#,
+        r#"opsq_attempt_outcomes_total{outcome="released"}"#,
         r#"opsq_attempts_rescued_total{status="resumed"}"#,
         r#"opsq_attempts_rescued_total{status="unknown"}"#,
         r#"opsq_attempts_rescued_total{status="failed"}"#,
@@ -117,6 +118,8 @@ fn counts_land_in_their_own_series() {
         rescued(3, JobStatus::Unknown),
         rescued(4, JobStatus::Failed),
     ]);
+    jobs.released(JobStatus::Resumed);
+    jobs.released(JobStatus::Failed);
     jobs.cancelled(false);
     jobs.cancelled(true);
     jobs.cancelled(true);
@@ -130,8 +133,9 @@ fn counts_land_in_their_own_series() {
         ("opsq_jobs_submitted_total", 4.0),
         ("opsq_attempts_started_total", 3.0),
         (r#"opsq_attempt_outcomes_total{outcome="succeeded"}"#, 2.0),
-        (r#"opsq_attempt_outcomes_total{outcome="failed"}"#, 1.0),
+        (r#"opsq_attempt_outcomes_total{outcome="failed"}"#, 2.0),
         (r#"opsq_attempt_outcomes_total{outcome="retried"}"#, 1.0),
+        (r#"opsq_attempt_outcomes_total{outcome="released"}"#, 1.0),
         (r#"opsq_attempts_rescued_total{status="resumed"}"#, 1.0),
         (r#"opsq_attempts_rescued_total{status="unknown"}"#, 2.0),
         (r#"opsq_attempts_rescued_total{status="failed"}"#, 1.0),

@@ -28,6 +28,7 @@ use super::{health, jobs, login, metrics, servers, status, worker_report, worker
     workers::heartbeat,
     workers::complete,
     workers::fail,
+    workers::release,
     worker_report::report,
 ))]
 pub(crate) struct RoutesDoc;

@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/workers/jobs/{status_id}/heartbeat", post(workers::heartbeat))
         .route("/v2/workers/jobs/{status_id}/complete", post(workers::complete))
         .route("/v2/workers/jobs/{status_id}/fail", post(workers::fail))
+        .route("/v2/workers/jobs/{status_id}/release", post(workers::release))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

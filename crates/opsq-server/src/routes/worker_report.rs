@@ -9,7 +9,7 @@
 //! slots: the successes and those claims share one transaction (on PostgreSQL, one
 //! statement).
 //!
-//! Each outcome is checked and recorded as `complete` or `fail` would record it, and
+//! Each outcome is checked and recorded as `complete`, `fail` or `release` would record it, and
 //! answered on its own: one lost lease is that outcome's 409, not the call's.
 
 use std::sync::Arc;
@@ -45,7 +45,8 @@ struct ReportBody {
     claim: Option<ClaimBody>,
 }
 
-/// One attempt's end: a failure when `error` is given, else a success with `result`.
+/// One attempt's end: a failure when `error` is given, a hand-back when `released`,
+/// else a success with `result`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OutcomeBody {
@@ -61,9 +62,39 @@ struct OutcomeBody {
     retryable: Option<bool>,
     /// A failure: overrides the exponential backoff before the next attempt.
     retry_after_seconds: Option<u64>,
+    /// `true`: the job was never started, and is handed back as `release` would (it
+    /// runs again at once, the attempt not counted). Nothing else with it.
+    #[serde(default)]
+    released: bool,
+}
+
+/// What one outcome of a report asks the store to record.
+enum Reported {
+    Outcome(JobOutcome),
+    Released,
 }
 
 impl OutcomeBody {
+    fn reported(&self) -> ApiResult<Reported> {
+        if !self.released {
+            return self.outcome().map(Reported::Outcome);
+        }
+        let given = [
+            self.result.is_some(),
+            self.error.is_some(),
+            self.retryable.is_some(),
+            self.retry_after_seconds.is_some(),
+        ];
+        if given.contains(&true) {
+            return Err(ApiError::BadRequest(format!(
+                "outcome for {:?} is released and also gives result, error, retryable or retryAfterSeconds: \
+                 a job handed back unstarted has no outcome",
+                self.shown_id()
+            )));
+        }
+        Ok(Reported::Released)
+    }
+
     fn outcome(&self) -> ApiResult<JobOutcome> {
         match &self.error {
             Some(_) if self.result.is_some() => Err(ApiError::BadRequest(format!(
@@ -96,7 +127,7 @@ type Recorded = ApiResult<(JobStatus, NextJob)>;
     tag = "workers",
     operation_id = "reportOutcomes",
     summary = "Report many attempts' outcomes, and claim jobs for the slots they free",
-    description = "Each outcome is checked and recorded as `complete` or `fail` would, and answered on \
+    description = "Each outcome is checked and recorded as `complete`, `fail` or `release` would, and answered on \
         its own: one that cannot be recorded (a lost lease: 409) does not fail the call. The claim never \
         waits (`waitSeconds` is refused); long-poll `/v2/workers/claim` when there is nothing to report.",
     request_body = ReportBody,
@@ -105,7 +136,7 @@ type Recorded = ApiResult<(JobStatus, NextJob)>;
         (status = 200, description = "Each outcome's answer, in order, and the jobs claimed.",
             body = crate::openapi::schemas::ReportAnswer),
         (status = 400, description = "An invalid body: a malformed outcome (both `result` and `error`, \
-            `retryable` without `error`), more than 100 outcomes, or an invalid or waiting claim. \
+            `retryable` without `error`, `released` with anything else), more than 100 outcomes, or an invalid or waiting claim. \
             Nothing was recorded.", body = crate::openapi::schemas::ErrorBody),
         (status = 401, response = crate::openapi::responses::Unauthorized),
         (status = 403, response = crate::openapi::responses::NotAWorker),
@@ -120,8 +151,8 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
         return Err(ApiError::BadRequest(format!("a report carries at most {MAX_OUTCOMES} outcomes")));
     }
     // Every outcome is checked before any is recorded: a malformed report records nothing.
-    let outcomes: Vec<JobOutcome> =
-        request.outcomes.iter().map(OutcomeBody::outcome).collect::<ApiResult<_>>()?;
+    let outcomes: Vec<Reported> =
+        request.outcomes.iter().map(OutcomeBody::reported).collect::<ApiResult<_>>()?;
     let next = match request.claim {
         Some(claim) if claim.wait_seconds.unwrap_or(0) > 0 => {
             return Err(ApiError::BadRequest(
@@ -140,7 +171,7 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
     let wants_next: Vec<bool> = outcomes
         .iter()
         .map(|outcome| {
-            let wants = matches!(outcome, JobOutcome::Succeeded(_)) && successors_left > 0;
+            let wants = matches!(outcome, Reported::Outcome(JobOutcome::Succeeded(_))) && successors_left > 0;
             successors_left -= usize::from(wants);
             wants
         })
@@ -197,16 +228,24 @@ pub async fn report(State(state): State<AppState>, caller: Caller, body: RawBody
     Ok(Json(object([("outcomes", Value::Array(answers)), ("jobs", Value::Array(claimed_json(&jobs)))])))
 }
 
-/// Records one outcome as `complete` or `fail` would: the job must lie in the caller's
-/// subtree, and the lease token must still hold.
+/// Records one outcome as `complete`, `fail` or `release` would: the job must lie in
+/// the caller's subtree, and the lease token must still hold.
 async fn record(
     state: &AppState,
     caller: &Caller,
     body: &OutcomeBody,
-    outcome: JobOutcome,
+    reported: Reported,
     next: Option<Arc<ClaimRequest>>,
 ) -> Recorded {
     let (number, _) = find_visible_owner(state, &caller.account, &body.id).await?;
+    let outcome = match reported {
+        Reported::Outcome(outcome) => outcome,
+        Reported::Released => {
+            let job = state.store.release(number, &body.lease_token).await?;
+            state.metrics.jobs().released(job.status);
+            return Ok((job.status, NextJob::NotClaimed));
+        }
+    };
     let (status, next) =
         state.store.finish_status_then_claim(number, &body.lease_token, outcome, next).await?;
     state.metrics.jobs().attempt_ended(status);

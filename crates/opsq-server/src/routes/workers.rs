@@ -330,6 +330,54 @@ pub async fn fail(
     Ok(Json(job_json(&account, &job, None)))
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReleaseBody {
+    lease_token: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v2/workers/jobs/{statusId}/release",
+    tag = "workers",
+    operation_id = "releaseJob",
+    summary = "Hand back a claimed job that was never started",
+    description = "For a worker that claimed a job and will not run it (it is shutting down): the job \
+        becomes `resumed`, due at once for another worker, and the attempt is not counted, so a kind \
+        allowing one attempt does not end `failed` because a worker stopped. A cancel requested meanwhile \
+        ends it `failed` as cancelled instead. Only for a job whose work has not begun: one that began \
+        reports an outcome (`fail` with `retryable`).",
+    params(crate::openapi::params::WorkerJobPath),
+    request_body = ReleaseBody,
+    security(("bearerToken" = [])),
+    responses(
+        (status = 200, description = "The job, now `resumed` (or `failed`, if a cancel was requested).",
+            body = crate::openapi::schemas::Job),
+        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 403, response = crate::openapi::responses::NotAWorker),
+        (status = 404, response = crate::openapi::responses::WorkerJobNotFound),
+        (status = 409, response = crate::openapi::responses::LeaseLost),
+        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
+        (status = 503, response = crate::openapi::responses::Unavailable),
+    ),
+)]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(status_id): ApiPath<String>,
+    body: RawBody,
+) -> ApiResult<Json<Value>> {
+    let (request, number, account): (ReleaseBody, _, _) =
+        job_call(&state, &caller, &status_id, &body).await?;
+    let job = state.store.release(number, &request.lease_token).await?;
+    state.metrics.jobs().released(job.status);
+    if job.status.is_claimable() {
+        state.wakeup.notify();
+    }
+    Ok(Json(job_json(&account, &job, None)))
+}
+
 /// A reported failure as the store records it: retryable unless said otherwise, the
 /// message cut to 4,000 characters, a requested pause capped at a day.
 pub(super) fn failure(error: &str, retryable: Option<bool>, retry_after_seconds: Option<u64>) -> JobOutcome {

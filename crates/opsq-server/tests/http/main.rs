@@ -15,4 +15,5 @@ mod servers;
 mod status;
 mod v1;
 mod worker_dispatch;
+mod worker_release;
 mod worker_report;

@@ -17,10 +17,11 @@ use crate::pg;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const SUBMITTED: &str = "opsq_jobs_submitted_total";
-const STARTED: &str = "opsq_attempts_started_total";
-const SUCCEEDED: &str = r#"opsq_attempt_outcomes_total{outcome="succeeded"}"#;
+pub(crate) const STARTED: &str = "opsq_attempts_started_total";
+pub(crate) const SUCCEEDED: &str = r#"opsq_attempt_outcomes_total{outcome="succeeded"}"#;
 const FAILED: &str = r#"opsq_attempt_outcomes_total{outcome="failed"}"#;
 const RETRIED: &str = r#"opsq_attempt_outcomes_total{outcome="retried"}"#;
+pub(crate) const RELEASED: &str = r#"opsq_attempt_outcomes_total{outcome="released"}"#;
 const RESCUED_RESUMED: &str = r#"opsq_attempts_rescued_total{status="resumed"}"#;
 const RESCUED_UNKNOWN: &str = r#"opsq_attempts_rescued_total{status="unknown"}"#;
 const RESCUED_FAILED: &str = r#"opsq_attempts_rescued_total{status="failed"}"#;
@@ -28,12 +29,13 @@ const CANCELS_ENDED: &str = r#"opsq_cancels_total{effect="ended"}"#;
 const CANCELS_REQUESTED: &str = r#"opsq_cancels_total{effect="requested"}"#;
 pub(crate) const PROBE_SUCCEEDED: &str = r#"opsq_unknown_resolved_total{by="probe",status="succeeded"}"#;
 pub(crate) const TIMED_OUT: &str = r#"opsq_unknown_resolved_total{by="timeout",status="failed"}"#;
-const COUNTERS: [&str; 12] = [
+const COUNTERS: [&str; 13] = [
     SUBMITTED,
     STARTED,
     SUCCEEDED,
     FAILED,
     RETRIED,
+    RELEASED,
     RESCUED_RESUMED,
     RESCUED_UNKNOWN,
     RESCUED_FAILED,
@@ -65,7 +67,7 @@ impl Scrape {
         ["notStarted", "executing", "resumed", "unknown"].map(|status| self.jobs(status))
     }
 
-    fn counters(&self) -> BTreeMap<&'static str, f64> {
+    pub(crate) fn counters(&self) -> BTreeMap<&'static str, f64> {
         COUNTERS.into_iter().map(|series| (series, self.get(series))).collect()
     }
 }
@@ -101,7 +103,7 @@ pub(crate) async fn scrape_until(server: &TestServer, what: &str, done: impl Fn(
 }
 
 /// `counters` as they were in `before`, moved by `moved`.
-fn moved(before: &Scrape, moved: &[(&'static str, f64)]) -> BTreeMap<&'static str, f64> {
+pub(crate) fn moved(before: &Scrape, moved: &[(&'static str, f64)]) -> BTreeMap<&'static str, f64> {
     let mut expected = before.counters();
     for (series, by) in moved {
         *expected.get_mut(series).expect("a counter") += by;

@@ -126,6 +126,10 @@ async fn a_malformed_report_records_nothing_and_says_why() {
     let bad_reports = [
         (json!({"outcomes": [good, {"id": id, "leaseToken": lease, "result": 1, "error": "x"}]}), "both"),
         (json!({"outcomes": [good, {"id": id, "leaseToken": lease, "retryable": true}]}), "without an error"),
+        (
+            json!({"outcomes": [good, {"id": id, "leaseToken": lease, "released": true, "result": 1}]}),
+            "released",
+        ),
         (json!({"outcomes": [good], "claim": {"kinds": ["ext.*"], "waitSeconds": 5}}), "does not wait"),
         (json!({"outcomes": [good], "claim": {"kinds": ["ext.*"], "limit": 0}}), "limit"),
         (json!({"outcomes": [good], "claim": {"kinds": ["bad kind!"]}}), "kind"),
