@@ -6,7 +6,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     types::{
-        CancelRequest, ClaimResponse, CompleteRequest, FailBody, HeartbeatRequest, LoginRequest,
+        CancelRequest, ClaimResponse, CompleteRequest, FailBody, HeartbeatRequest, LoginRequest, ReleaseBody,
         StatusResponse,
     },
     CancelOutcome, ClaimRequest, ClaimedJob, ClientError, FailRequest, HeartbeatAck, Job, JobList,
@@ -208,6 +208,17 @@ impl Client {
     pub async fn fail(&self, status_id: &str, lease_token: &str, failure: &FailRequest) -> Result<Job> {
         let url = self.url(&["v2", "workers", "jobs", status_id, "fail"]);
         let body = FailBody { lease_token, failure };
+        let (_, job) = self.send(Method::POST, url, Some(&body), None).await?;
+        Ok(job)
+    }
+
+    /// `POST /v2/workers/jobs/{id}/release`: hands back a job claimed and never
+    /// started (say, the worker is shutting down): it is `resumed`, due at once, and
+    /// the attempt does not count, where a retryable failure would use one up. 409
+    /// when the lease is lost. Servers older than this call answer 404.
+    pub async fn release(&self, status_id: &str, lease_token: &str) -> Result<Job> {
+        let url = self.url(&["v2", "workers", "jobs", status_id, "release"]);
+        let body = ReleaseBody { lease_token };
         let (_, job) = self.send(Method::POST, url, Some(&body), None).await?;
         Ok(job)
     }

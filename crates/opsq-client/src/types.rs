@@ -286,7 +286,8 @@ pub struct FailRequest {
     pub retry_after_seconds: Option<u64>,
 }
 
-/// One attempt's end in a [`ReportRequest`]: a success with its result, or a failure.
+/// One attempt's end in a [`ReportRequest`]: a success with its result, a failure, or
+/// a job handed back unstarted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportedOutcome {
@@ -300,12 +301,22 @@ pub struct ReportedOutcome {
     /// How the attempt failed; `None` for a success.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailRequest>,
+    /// The job was never started: it is handed back, to run again at once without
+    /// using an attempt (see [`crate::Client::release`]). Then nothing else is set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl ReportedOutcome {
     /// A success with `result`.
     pub fn succeeded(id: &str, lease_token: &str, result: serde_json::Value) -> Self {
-        Self { id: id.to_string(), lease_token: lease_token.to_string(), result: Some(result), failure: None }
+        Self {
+            id: id.to_string(),
+            lease_token: lease_token.to_string(),
+            result: Some(result),
+            failure: None,
+            released: false,
+        }
     }
 
     /// A failure.
@@ -315,6 +326,18 @@ impl ReportedOutcome {
             lease_token: lease_token.to_string(),
             result: None,
             failure: Some(failure),
+            released: false,
+        }
+    }
+
+    /// A job claimed and never started, handed back.
+    pub fn released(id: &str, lease_token: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            lease_token: lease_token.to_string(),
+            result: None,
+            failure: None,
+            released: true,
         }
     }
 }
@@ -436,6 +459,13 @@ pub(crate) struct FailBody<'a> {
     pub(crate) lease_token: &'a str,
     #[serde(flatten)]
     pub(crate) failure: &'a FailRequest,
+}
+
+/// The body of a release.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReleaseBody<'a> {
+    pub(crate) lease_token: &'a str,
 }
 
 /// The body of a cancel.

@@ -391,6 +391,8 @@ impl LeaseClock {
 enum Report {
     Complete(Value),
     Fail(FailRequest),
+    /// Claimed and never started: handed back without using an attempt.
+    Release,
 }
 
 /// Decides the report from the handler's answer and why (if at all) it was stopped;
@@ -497,6 +499,16 @@ impl JobRun {
     }
 }
 
+/// How a job claimed and never started is handed back to a server without
+/// `release`: a retryable failure due at once.
+fn unstarted() -> FailRequest {
+    FailRequest {
+        error: "worker shutting down: not started".into(),
+        retryable: true,
+        retry_after_seconds: Some(0),
+    }
+}
+
 fn panic_text(err: JoinError) -> String {
     let payload = err.into_panic();
     if let Some(text) = payload.downcast_ref::<&str>() {
@@ -517,6 +529,12 @@ async fn send_report(client: &Client, id: &str, lease_token: &str, report: Repor
         let answer = match &report {
             Report::Complete(result) => client.complete(id, lease_token, result).await,
             Report::Fail(failure) => client.fail(id, lease_token, failure).await,
+            Report::Release => match client.release(id, lease_token).await {
+                // A server older than the call: the retryable failure it knows (which
+                // uses up an attempt).
+                Err(err) if err.status() == Some(404) => client.fail(id, lease_token, &unstarted()).await,
+                answer => answer,
+            },
         };
         match answer {
             Ok(job) => {
@@ -529,6 +547,9 @@ async fn send_report(client: &Client, id: &str, lease_token: &str, report: Repor
                         error = %failure.error,
                         "failed"
                     ),
+                    Report::Release => {
+                        tracing::info!(job = %id, status = %job.status, "handed back unstarted")
+                    }
                 }
                 return;
             }

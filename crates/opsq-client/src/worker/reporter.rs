@@ -18,7 +18,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{backoff, send_report, LeaseClock, Report};
-use crate::{ClaimRequest, ClaimedJob, Client, FailRequest, ReportRequest, ReportResponse, ReportedOutcome};
+use crate::{ClaimRequest, ClaimedJob, Client, ReportRequest, ReportResponse, ReportedOutcome};
 
 /// The most outcomes one report carries (the server's limit).
 pub(super) const MAX_REPORT: usize = 100;
@@ -33,19 +33,15 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// A job claimed once claims ended: handed back unstarted, as a retryable failure
-    /// to run again with no pause, so it need not wait for its lease to run out. Like
-    /// a rescue, this counts as an attempt.
+    /// A job claimed once claims ended: handed back unstarted (released), so it runs
+    /// again at once on another worker, need not wait for its lease to run out, and
+    /// keeps the attempt it never used.
     pub(super) fn hand_back(claimed: ClaimedJob, permit: Option<OwnedSemaphorePermit>) -> Self {
         Pending {
             id: claimed.job.id,
             lease: Arc::new(LeaseClock::new(Instant::now(), claimed.lease_seconds)),
             lease_token: claimed.lease_token,
-            report: Report::Fail(FailRequest {
-                error: "worker shutting down: not started".into(),
-                retryable: true,
-                retry_after_seconds: Some(0),
-            }),
+            report: Report::Release,
             permit,
         }
     }
@@ -56,6 +52,7 @@ impl Pending {
                 ReportedOutcome::succeeded(&self.id, &self.lease_token, result.clone())
             }
             Report::Fail(failure) => ReportedOutcome::failed(&self.id, &self.lease_token, failure.clone()),
+            Report::Release => ReportedOutcome::released(&self.id, &self.lease_token),
         }
     }
 }
@@ -184,6 +181,7 @@ impl Reporter {
                         error = %failure.error,
                         "failed"
                     ),
+                    Report::Release => tracing::info!(job = %pending.id, status, "handed back unstarted"),
                 }
                 freed.extend(pending.permit.take());
                 continue;

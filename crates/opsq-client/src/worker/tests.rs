@@ -43,6 +43,14 @@ struct Script {
     report_times: Vec<Instant>,
     /// Every call: (action, job id, body).
     calls: Vec<(String, String, Value)>,
+    /// Jobs only reports' claims hand out (after `jobs`).
+    report_jobs: VecDeque<Value>,
+    /// Fired by the first report that hands out a job, before it answers: the worker
+    /// is shutting down by the time the job arrives.
+    shut_down_on_report: Option<CancellationToken>,
+    /// Act as a server older than `release`: reports carrying `released` answer 400,
+    /// and `release` answers 404.
+    no_release: bool,
 }
 
 type Fake = Arc<Mutex<Script>>;
@@ -84,6 +92,9 @@ async fn action(
 ) -> (StatusCode, Json<Value>) {
     let mut script = lock(&fake);
     script.calls.push((action.clone(), id.clone(), body));
+    if action == "release" && script.no_release {
+        return (StatusCode::NOT_FOUND, Json(json!({"message": "no such route"})));
+    }
     if action == "heartbeat" {
         return match script.beat.unwrap_or(Beat::Ok) {
             Beat::Conflict => (StatusCode::CONFLICT, Json(json!({"message": "lease lost"}))),
@@ -100,7 +111,11 @@ async fn action(
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"message": "store unavailable"})));
     }
     let mut job = job_json(&id, 1);
-    job["status"] = json!(if action == "complete" { "succeeded" } else { "failed" });
+    job["status"] = json!(match action.as_str() {
+        "complete" => "succeeded",
+        "release" => "resumed",
+        _ => "failed",
+    });
     (StatusCode::OK, Json(job))
 }
 
@@ -109,6 +124,10 @@ async fn report(State(fake): State<Fake>, Json(body): Json<Value>) -> (StatusCod
     let mut script = lock(&fake);
     script.calls.push(("report".into(), String::new(), body.clone()));
     script.report_times.push(Instant::now());
+    let outcomes = body["outcomes"].as_array().cloned().unwrap_or_default();
+    if script.no_release && outcomes.iter().any(|o| o.get("released").is_some()) {
+        return (StatusCode::BAD_REQUEST, Json(json!({"message": "unknown field `released`"})));
+    }
     let mut outcomes = Vec::new();
     for o in body["outcomes"].as_array().into_iter().flatten() {
         if script.outcome_failures > 0 {
@@ -116,12 +135,23 @@ async fn report(State(fake): State<Fake>, Json(body): Json<Value>) -> (StatusCod
             outcomes.push(json!({"id": o["id"], "recorded": false, "httpStatus": 503, "message": "busy"}));
             continue;
         }
-        let status = if o.get("error").is_some() { "failed" } else { "succeeded" };
+        let status = match (o.get("error"), o.get("released")) {
+            (Some(_), _) => "failed",
+            (None, Some(_)) => "resumed",
+            (None, None) => "succeeded",
+        };
         outcomes.push(json!({"id": o["id"], "recorded": true, "status": status}));
     }
     let limit = body["claim"]["limit"].as_u64().unwrap_or(0) as usize;
     let take = limit.min(script.jobs.len());
-    let jobs: Vec<Value> = script.jobs.drain(..take).collect();
+    let mut jobs: Vec<Value> = script.jobs.drain(..take).collect();
+    let more = (limit - jobs.len()).min(script.report_jobs.len());
+    jobs.extend(script.report_jobs.drain(..more));
+    if !jobs.is_empty() {
+        if let Some(shutdown) = script.shut_down_on_report.take() {
+            shutdown.cancel();
+        }
+    }
     script.from_reports += jobs.len();
     (StatusCode::OK, Json(json!({"outcomes": outcomes, "jobs": jobs})))
 }
@@ -424,6 +454,58 @@ async fn outcomes_go_out_in_reports_that_claim_the_slots_they_free() {
     want.sort();
     assert_eq!(reported, want, "every job reported once");
     assert!(lock(&fake).from_reports > 0, "jobs came with reports, not only with claims: {calls:?}");
+}
+
+/// Runs one job, and shuts the worker down just as the report of its outcome claims
+/// another: returns every call made.
+async fn shut_down_as_a_report_claims(no_release: bool) -> Vec<(String, String, Value)> {
+    let shutdown = CancellationToken::new();
+    let script = Script {
+        jobs: [job_json("wa1-20", 30)].into(),
+        report_jobs: [job_json("wa1-21", 30)].into(),
+        shut_down_on_report: Some(shutdown.clone()),
+        reports: true,
+        no_release,
+        ..Script::default()
+    };
+    let (fake, client) = start(script).await;
+    let handler = handler_fn(|job: crate::Job, _ctx: WorkContext| async move {
+        assert_eq!(job.id, "wa1-20", "a job claimed once shutdown began never starts");
+        Ok(json!(1))
+    });
+    let config = WorkerConfig { concurrency: 1, ..config(Duration::from_secs(5)) };
+    let worker = Worker::new(client, config).run(handler, shutdown);
+    let ended = timeout(Duration::from_secs(30), worker).await.expect("the worker stops");
+    assert_eq!(ended, Ok(()));
+    let calls = lock(&fake).calls.clone();
+    assert_eq!(lock(&fake).from_reports, 1, "a report claimed wa1-21: {calls:?}");
+    calls
+}
+
+#[tokio::test]
+async fn a_job_claimed_as_the_worker_shuts_down_is_released_unstarted() {
+    let calls = shut_down_as_a_report_claims(false).await;
+    let released: Vec<&Value> = actions(&calls, "report")
+        .into_iter()
+        .flat_map(|report| report["outcomes"].as_array().unwrap())
+        .filter(|outcome| outcome["id"] == "wa1-21")
+        .collect();
+    assert_eq!(released, vec![&json!({"id": "wa1-21", "leaseToken": "lease-wa1-21", "released": true})]);
+    assert!(actions(&calls, "fail").is_empty() && actions(&calls, "release").is_empty(), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_server_without_release_gets_a_retryable_failure_instead() {
+    let calls = shut_down_as_a_report_claims(true).await;
+    let tried: Vec<&str> = calls
+        .iter()
+        .filter(|(action, id, _)| id == "wa1-21" && (action == "release" || action == "fail"))
+        .map(|(action, _, _)| action.as_str())
+        .collect();
+    assert_eq!(tried, ["release", "fail"], "{calls:?}");
+    let failure = &actions(&calls, "fail")[0];
+    assert_eq!((&failure["retryable"], &failure["retryAfterSeconds"]), (&json!(true), &json!(0)));
+    assert_eq!(failure["error"], "worker shutting down: not started");
 }
 
 #[tokio::test]
