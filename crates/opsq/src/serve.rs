@@ -40,7 +40,8 @@ pub struct ServeArgs {
     #[arg(long, env = "OPSQ_RETENTION_DAYS", default_value_t = 30)]
     retention_days: u64,
     /// Seconds a job may stay `unknown` (worker lost, kind not safe to repeat) before
-    /// it ends `failed`, unless a probe or an operator resolves it first.
+    /// it ends `failed`, unless a probe or an operator resolves it first. Checked by
+    /// housekeeping once a minute, so a job may end up to a minute after that.
     #[arg(long, env = "OPSQ_UNKNOWN_TIMEOUT_SECS", default_value_t = 3600)]
     unknown_timeout_secs: u64,
     /// Seconds running jobs get to finish at shutdown before being handed back.
