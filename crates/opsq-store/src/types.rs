@@ -235,6 +235,9 @@ pub enum CancelOutcome {
     Cancelled(Job),
     /// The job is running: its worker is asked to stop (cooperative).
     Requested(Job),
+    /// The job is running and an earlier cancel already asked its worker to stop:
+    /// nothing changed (the first reason stands).
+    AlreadyRequested(Job),
     /// The job had already ended; its real outcome stands.
     AlreadyFinished(Job),
     /// The job's outcome is unknown: it must be resolved, not cancelled.

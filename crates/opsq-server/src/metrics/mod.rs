@@ -112,7 +112,7 @@ impl Metrics {
         registry.register(
             "opsq_cancels",
             "Cancels this node accepted since its start, by effect: ended (a waiting job failed at once) or \
-             requested (a running job asked to stop, again for a repeated cancel); a refused cancel is not counted",
+             requested (a running job asked to stop; once per job); a refused or repeated cancel is not counted",
             cancels.clone(),
         );
         let unknown_resolved = Family::<Labels, Counter>::default();

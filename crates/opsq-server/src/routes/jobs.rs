@@ -439,7 +439,8 @@ struct CancelBody {
         (status = 200, description = "The job was waiting; it is now `failed` with error `cancelled: <reason>`.",
             body = schemas::Job),
         (status = 202, description = "The job is running; its worker is asked to stop (in-process handlers at \
-            once, external workers in their next heartbeat's answer). If it succeeds first, it stays `succeeded`.",
+            once, external workers in their next heartbeat's answer). If it succeeds first, it stays `succeeded`. \
+            A repeated cancel answers the same and changes nothing: the first reason stands.",
             body = schemas::Job),
         (status = 400, description = "An invalid body or URL path.", body = schemas::ErrorBody),
         (status = 401, response = responses::Unauthorized),
@@ -483,6 +484,11 @@ pub async fn cancel_job(
         CancelOutcome::Requested(job) => {
             state.running.cancel(job.number);
             state.metrics.jobs().cancelled(true);
+            (StatusCode::ACCEPTED, job)
+        }
+        // Answered as the first request was; counted once.
+        CancelOutcome::AlreadyRequested(job) => {
+            state.running.cancel(job.number);
             (StatusCode::ACCEPTED, job)
         }
         CancelOutcome::AlreadyFinished(job) => {

@@ -269,6 +269,7 @@ async fn cancels_count_by_effect_and_a_refused_one_not_at_all() {
     let cancel = |id: &str| format!("/v2/operations/OPSQ/jobs/{id}/cancel");
     assert_eq!(server.post_json(&token, &cancel(waiting), &json!({})).await.0, 200, "ended at once");
     assert_eq!(server.post_json(&token, &cancel(running), &json!({})).await.0, 202, "asked to stop");
+    assert_eq!(server.post_json(&token, &cancel(running), &json!({})).await.0, 202, "asked again");
     assert_eq!(server.post_json(&token, &cancel(finished), &json!({})).await.0, 409, "its outcome stands");
     assert_eq!(server.post_json(&token, &cancel("wa1-999999"), &json!({})).await.0, 404);
     let after = scrape(&server).await;

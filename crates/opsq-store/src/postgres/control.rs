@@ -63,11 +63,13 @@ impl PostgresStore {
                 CancelOutcome::Requested(rows::job(&row)?)
             }
             // Asked before: asking again changes nothing.
-            JobStatus::Executing => CancelOutcome::Requested(job),
+            JobStatus::Executing => CancelOutcome::AlreadyRequested(job),
             JobStatus::Unknown => CancelOutcome::NeedsResolution(job),
             JobStatus::Succeeded | JobStatus::Failed => CancelOutcome::AlreadyFinished(job),
         };
-        if let CancelOutcome::Requested(job) = &outcome {
+        // Asked again, the signal goes out again: a node that missed the first one
+        // stops the job now rather than at its worker's next heartbeat.
+        if let CancelOutcome::Requested(job) | CancelOutcome::AlreadyRequested(job) = &outcome {
             signals::notify_on_commit(&tx, Signal::Cancel(job.number)).await?;
         }
         tx.commit().await?;

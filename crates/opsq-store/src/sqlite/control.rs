@@ -35,15 +35,15 @@ impl SqliteStore {
                     history::record(c, number, now, JobStatus::Failed, job.attempt, &error)?;
                     Ok(CancelOutcome::Cancelled(load(c, number)?))
                 }
+                // Asked before: asking again changes nothing.
+                JobStatus::Executing if job.cancel_requested => Ok(CancelOutcome::AlreadyRequested(job)),
                 JobStatus::Executing => {
-                    if !job.cancel_requested {
-                        c.execute(
-                            "UPDATE jobs SET cancel_requested = 1, cancel_reason = ?2 WHERE number = ?1",
-                            params![number, reason],
-                        )?;
-                        history::write_out(c, number)?;
-                        history::record(c, number, now, JobStatus::Executing, job.attempt, &format!("cancel requested: {reason}"))?;
-                    }
+                    c.execute(
+                        "UPDATE jobs SET cancel_requested = 1, cancel_reason = ?2 WHERE number = ?1",
+                        params![number, reason],
+                    )?;
+                    history::write_out(c, number)?;
+                    history::record(c, number, now, JobStatus::Executing, job.attempt, &format!("cancel requested: {reason}"))?;
                     Ok(CancelOutcome::Requested(load(c, number)?))
                 }
                 JobStatus::Unknown => Ok(CancelOutcome::NeedsResolution(job)),
