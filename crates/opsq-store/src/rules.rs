@@ -91,11 +91,12 @@ pub(crate) struct Released {
 }
 
 /// A job handed back unstarted is `resumed` and due at once, its attempt not
-/// counted, and keeps its previous attempt's error (`error: None`). A cancel requested
-/// meanwhile takes effect instead: the job ends `failed` as cancelled.
+/// counted, and keeps its previous attempt's error (`current_error`). A cancel
+/// requested meanwhile takes effect instead: the job ends `failed` as cancelled.
 pub(crate) fn release(
     attempt: i64,
     cancel_reason: Option<&str>,
+    current_error: Option<String>,
     now: Millis,
 ) -> Result<Released, StoreError> {
     if cancel_reason.is_some() {
@@ -106,7 +107,7 @@ pub(crate) fn release(
     let finished = Finished {
         status: JobStatus::Resumed,
         result: None,
-        error: None,
+        error: current_error,
         run_after: now,
         description: "Handed back unstarted; waiting for a worker".into(),
         message: format!("attempt {attempt} handed back unstarted by its worker; not counted"),
@@ -185,12 +186,12 @@ mod tests {
 
     #[test]
     fn a_job_handed_back_unstarted_runs_again_uncounted_unless_cancelled() {
-        let released = release(1, None, 7).unwrap();
+        let released = release(2, None, Some("busy".into()), 7).unwrap();
         assert!(released.uncounted);
         assert_eq!(released.finished.status, JobStatus::Resumed);
         assert_eq!(released.finished.run_after, 7);
-        assert_eq!(released.finished.error, None);
-        let cancelled = release(1, Some("stop"), 7).unwrap();
+        assert_eq!(released.finished.error.as_deref(), Some("busy"), "the last attempt's error stays");
+        let cancelled = release(1, Some("stop"), None, 7).unwrap();
         assert!(!cancelled.uncounted);
         assert_eq!(cancelled.finished.status, JobStatus::Failed);
         assert!(cancelled.finished.error.unwrap().starts_with("cancelled: stop"));

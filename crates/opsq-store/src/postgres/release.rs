@@ -17,7 +17,7 @@ impl PostgresStore {
         let now = now_ms();
         let current = query_opt(
             &tx,
-            "SELECT attempt, CASE WHEN cancel_requested THEN COALESCE(cancel_reason, 'no reason given') END
+            "SELECT attempt, CASE WHEN cancel_requested THEN cancel_reason END, error
              FROM jobs
              WHERE number = $1 AND lease_token = $2 AND status = 'executing' AND lease_until >= $3
              FOR UPDATE",
@@ -29,7 +29,8 @@ impl PostgresStore {
         };
         let attempt: i32 = current.try_get(0)?;
         let cancel_reason: Option<String> = current.try_get(1)?;
-        let released = rules::release(i64::from(attempt), cancel_reason.as_deref(), now)?;
+        let released =
+            rules::release(i64::from(attempt), cancel_reason.as_deref(), current.try_get(2)?, now)?;
         let finished = &released.finished;
         history::write_out(&tx, &[number]).await?;
         let finished_at = finished.status.is_terminal().then_some(now);
@@ -39,7 +40,7 @@ impl PostgresStore {
         let row = query_one(
             &tx,
             concat!(
-                "UPDATE jobs SET status = $2, error = COALESCE($3, error), run_after = $4, step_desc = $5,
+                "UPDATE jobs SET status = $2, error = $3, run_after = $4, step_desc = $5,
                         status_at = $4, finished_at = $6,
                         attempt = attempt - $7,
                         started_at = CASE WHEN $7 = 1 AND attempt = 1 THEN NULL ELSE started_at END,

@@ -188,7 +188,7 @@ fn record(c: &Connection, batch: &[PendingSuccess], now: i64) -> Vec<Result<Opti
                 recorded.remove(&pending.number).ok_or_else(|| lease_lost_or_missing(c, pending.number))
             }
             _ => in_savepoint(c, || {
-                record_finished(c, pending.number, &pending.lease_token, &pending.finished, now)
+                record_finished(c, pending.number, &pending.lease_token, &pending.finished, false, now)
             })
             .map(Some),
         })

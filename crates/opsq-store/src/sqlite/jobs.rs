@@ -270,23 +270,62 @@ pub(super) fn lease_lost_or_missing(conn: &Connection, number: i64) -> StoreErro
     }
 }
 
+/// What the rules need to know of the attempt `lease_token` holds on a running job.
+pub(super) struct RunningAttempt {
+    pub(super) attempt: i64,
+    pub(super) max_attempts: i64,
+    /// Set when a cancel was requested.
+    pub(super) cancel_reason: Option<String>,
+    pub(super) error: Option<String>,
+}
+
+/// Reads the running attempt `lease_token` holds on job `number`, fenced as the
+/// write that records what became of it; refused once the lease is lost.
+pub(super) fn running_attempt(
+    c: &Connection,
+    number: i64,
+    lease_token: &str,
+    now: i64,
+) -> Result<RunningAttempt, StoreError> {
+    c.prepare_cached(
+        "SELECT attempt, max_attempts, CASE WHEN cancel_requested THEN cancel_reason END, error FROM jobs
+         WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
+    )?
+    .query_row(params![number, lease_token, now], |r| {
+        Ok(RunningAttempt {
+            attempt: r.get(0)?,
+            max_attempts: r.get(1)?,
+            cancel_reason: r.get(2)?,
+            error: r.get(3)?,
+        })
+    })
+    .optional()?
+    .ok_or_else(|| lease_lost_or_missing(c, number))
+}
+
 /// Records an attempt's outcome, fenced by its lease token, and its history entry
-/// after the job's derived ones.
+/// after the job's derived ones. `uncounted`: the attempt never ran (a release), so
+/// it is taken off the job's count, and a job that never started loses its start.
 pub(super) fn record_finished(
     c: &Connection,
     number: i64,
     lease_token: &str,
     finished: &rules::Finished,
+    uncounted: bool,
     now: i64,
 ) -> Result<RawJob, StoreError> {
     history::write_out(c, number)?;
     let status = finished.status;
     let finished_at = status.is_terminal().then_some(now);
     let percent_sql = if status == JobStatus::Succeeded { "100" } else { "percent" };
+    // The right-hand sides all read the row as it was: with `?10`, `attempt = 1` is
+    // the attempt being handed back, so the job never started at all.
     let job = c
         .prepare_cached(&format!(
             "UPDATE jobs SET status = ?2, result = ?3, error = ?4, run_after = ?5, step_desc = ?6,
                     status_at = ?7, finished_at = ?8, percent = {percent_sql},
+                    attempt = attempt - ?10,
+                    started_at = CASE WHEN ?10 = 1 AND attempt = 1 THEN NULL ELSE started_at END,
                     lease_owner = NULL, lease_token = NULL, lease_until = NULL
              WHERE number = ?1 AND lease_token = ?9 AND status = 'executing' AND lease_until >= ?7
              RETURNING {JOB_COLUMNS}"
@@ -301,7 +340,8 @@ pub(super) fn record_finished(
                 finished.description,
                 now,
                 finished_at,
-                lease_token
+                lease_token,
+                i64::from(uncounted),
             ],
             RawJob::read,
         )
@@ -309,7 +349,9 @@ pub(super) fn record_finished(
     let Some(job) = job else {
         return Err(lease_lost_or_missing(c, number));
     };
-    history::record(c, number, now, status, job.attempt(), &finished.message)?;
+    // The entry names the attempt that ended, counted or not.
+    let attempt = job.attempt() + u32::from(uncounted);
+    history::record(c, number, now, status, attempt, &finished.message)?;
     Ok(job)
 }
 
@@ -547,31 +589,15 @@ impl SqliteStore {
         let job = self
             .write(move |c| {
                 let now = now_ms();
-                let current = c
-                    .prepare_cached(
-                        "SELECT attempt, max_attempts, cancel_requested, cancel_reason FROM jobs
-                     WHERE number = ?1 AND lease_token = ?2 AND status = 'executing' AND lease_until >= ?3",
-                    )?
-                    .query_row(params![number, lease_token, now], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, bool>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                        ))
-                    })
-                    .optional()?;
-                let Some((attempt, max_attempts, cancel_requested, cancel_reason)) = current else {
-                    return Err(lease_lost_or_missing(c, number));
-                };
+                let running = running_attempt(c, number, &lease_token, now)?;
                 let finished = rules::finish(
                     outcome,
-                    attempt,
-                    max_attempts,
-                    cancel_reason.as_deref().filter(|_| cancel_requested),
+                    running.attempt,
+                    running.max_attempts,
+                    running.cancel_reason.as_deref(),
                     now,
                 )?;
-                record_finished(c, number, &lease_token, &finished, now)
+                record_finished(c, number, &lease_token, &finished, false, now)
             })
             .await?;
         Ok((Some(job.decode()?), NextJob::NotClaimed))
