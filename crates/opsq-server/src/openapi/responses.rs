@@ -3,10 +3,12 @@
 //! errors (400, and 403, 404 and 409 outside the worker protocol) stay on the routes with
 //! their own descriptions.
 
+use std::collections::BTreeMap;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+
 use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{ToResponse, ToSchema};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 
 use super::schemas::ErrorBody;
 
@@ -112,5 +114,29 @@ impl<'r> ToResponse<'r> for LeaseLost {
              report nothing more for this attempt.",
         );
         ("LeaseLost", response.build().into())
+    }
+}
+
+/// Every error a call about one claimed job (heartbeat, complete, fail, release) can
+/// answer, named once for the four routes: 400 for its body or path, then the shared
+/// answers above.
+pub struct WorkerJobCallErrors;
+
+impl IntoResponses for WorkerJobCallErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let shared = [
+            ("401", Unauthorized::response().0),
+            ("403", NotAWorker::response().0),
+            ("404", WorkerJobNotFound::response().0),
+            ("409", LeaseLost::response().0),
+            ("413", PayloadTooLarge::response().0),
+            ("503", Unavailable::response().0),
+        ];
+        let mut responses: BTreeMap<String, RefOr<Response>> = shared
+            .into_iter()
+            .map(|(status, name)| (status.to_string(), RefOr::Ref(Ref::from_response_name(name))))
+            .collect();
+        responses.insert("400".into(), error_response("An invalid body or URL path.").build().into());
+        responses
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
-use opsq_domain::{AccountAlias, JobKind, Progress};
+use opsq_domain::{AccountAlias, Job, JobKind, Progress};
 use opsq_store::{Claim, ClaimRequest, JobOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -201,13 +201,7 @@ fn lease_seconds(lease_until: opsq_domain::Millis) -> i64 {
     security(("bearerToken" = [])),
     responses(
         (status = 200, description = "The lease is renewed.", body = crate::openapi::schemas::HeartbeatAnswer),
-        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::NotAWorker),
-        (status = 404, response = crate::openapi::responses::WorkerJobNotFound),
-        (status = 409, response = crate::openapi::responses::LeaseLost),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::WorkerJobCallErrors,
     ),
 )]
 pub async fn heartbeat(
@@ -257,13 +251,7 @@ struct CompleteBody {
     security(("bearerToken" = [])),
     responses(
         (status = 200, description = "The job, now `succeeded` with its `result`.", body = crate::openapi::schemas::Job),
-        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::NotAWorker),
-        (status = 404, response = crate::openapi::responses::WorkerJobNotFound),
-        (status = 409, response = crate::openapi::responses::LeaseLost),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::WorkerJobCallErrors,
     ),
 )]
 pub async fn complete(
@@ -276,7 +264,7 @@ pub async fn complete(
         job_call(&state, &caller, &status_id, &body).await?;
     let job = state.store.finish(number, &request.lease_token, JobOutcome::Succeeded(request.result)).await?;
     state.metrics.jobs().attempt_ended(job.status);
-    Ok(Json(job_json(&account, &job, None)))
+    Ok(recorded(&state, &account, &job))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -305,13 +293,7 @@ struct FailBody {
     security(("bearerToken" = [])),
     responses(
         (status = 200, description = "The job, now `resumed` or `failed`.", body = crate::openapi::schemas::Job),
-        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::NotAWorker),
-        (status = 404, response = crate::openapi::responses::WorkerJobNotFound),
-        (status = 409, response = crate::openapi::responses::LeaseLost),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::WorkerJobCallErrors,
     ),
 )]
 pub async fn fail(
@@ -324,10 +306,7 @@ pub async fn fail(
     let outcome = failure(&request.error, request.retryable, request.retry_after_seconds);
     let job = state.store.finish(number, &request.lease_token, outcome).await?;
     state.metrics.jobs().attempt_ended(job.status);
-    if job.status.is_claimable() {
-        state.wakeup.notify();
-    }
-    Ok(Json(job_json(&account, &job, None)))
+    Ok(recorded(&state, &account, &job))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -353,13 +332,7 @@ struct ReleaseBody {
     responses(
         (status = 200, description = "The job, now `resumed` (or `failed`, if a cancel was requested).",
             body = crate::openapi::schemas::Job),
-        (status = 400, description = "An invalid body or URL path.", body = crate::openapi::schemas::ErrorBody),
-        (status = 401, response = crate::openapi::responses::Unauthorized),
-        (status = 403, response = crate::openapi::responses::NotAWorker),
-        (status = 404, response = crate::openapi::responses::WorkerJobNotFound),
-        (status = 409, response = crate::openapi::responses::LeaseLost),
-        (status = 413, response = crate::openapi::responses::PayloadTooLarge),
-        (status = 503, response = crate::openapi::responses::Unavailable),
+        crate::openapi::responses::WorkerJobCallErrors,
     ),
 )]
 pub async fn release(
@@ -372,10 +345,16 @@ pub async fn release(
         job_call(&state, &caller, &status_id, &body).await?;
     let job = state.store.release(number, &request.lease_token).await?;
     state.metrics.jobs().released(job.status);
+    Ok(recorded(&state, &account, &job))
+}
+
+/// The answer to an outcome or a release the store recorded; a job that can run
+/// again wakes the claims waiting for work.
+fn recorded(state: &AppState, account: &AccountAlias, job: &Job) -> Json<Value> {
     if job.status.is_claimable() {
         state.wakeup.notify();
     }
-    Ok(Json(job_json(&account, &job, None)))
+    Json(job_json(account, job, None))
 }
 
 /// A reported failure as the store records it: retryable unless said otherwise, the
