@@ -395,6 +395,23 @@ enum Report {
     Release,
 }
 
+impl Report {
+    /// Logs the report once the server recorded it; `status` is what the job became.
+    fn log_recorded(&self, id: &str, status: &str) {
+        match self {
+            Report::Complete(_) => tracing::info!(job = %id, status, "completed"),
+            Report::Fail(failure) => tracing::info!(
+                job = %id,
+                status,
+                retryable = failure.retryable,
+                error = %failure.error,
+                "failed"
+            ),
+            Report::Release => tracing::info!(job = %id, status, "handed back unstarted"),
+        }
+    }
+}
+
 /// Decides the report from the handler's answer and why (if at all) it was stopped;
 /// `None` when nothing may be reported because the lease is lost.
 fn decide(result: Result<Value, WorkError>, reason: Option<StopReason>) -> Option<Report> {
@@ -538,19 +555,7 @@ async fn send_report(client: &Client, id: &str, lease_token: &str, report: Repor
         };
         match answer {
             Ok(job) => {
-                match &report {
-                    Report::Complete(_) => tracing::info!(job = %id, status = %job.status, "completed"),
-                    Report::Fail(failure) => tracing::info!(
-                        job = %id,
-                        status = %job.status,
-                        retryable = failure.retryable,
-                        error = %failure.error,
-                        "failed"
-                    ),
-                    Report::Release => {
-                        tracing::info!(job = %id, status = %job.status, "handed back unstarted")
-                    }
-                }
+                report.log_recorded(id, job.status.as_str());
                 return;
             }
             Err(err) if err.is_conflict() => {

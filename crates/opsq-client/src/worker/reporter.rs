@@ -171,18 +171,7 @@ impl Reporter {
                 continue;
             };
             if answered.recorded {
-                let status = answered.status.as_deref().unwrap_or("?");
-                match &pending.report {
-                    Report::Complete(_) => tracing::info!(job = %pending.id, status, "completed"),
-                    Report::Fail(failure) => tracing::info!(
-                        job = %pending.id,
-                        status,
-                        retryable = failure.retryable,
-                        error = %failure.error,
-                        "failed"
-                    ),
-                    Report::Release => tracing::info!(job = %pending.id, status, "handed back unstarted"),
-                }
+                pending.report.log_recorded(&pending.id, answered.status.as_deref().unwrap_or("?"));
                 freed.extend(pending.permit.take());
                 continue;
             }
