@@ -469,14 +469,18 @@ async fn shut_down_as_a_report_claims(no_release: bool) -> Vec<(String, String, 
         ..Script::default()
     };
     let (fake, client) = start(script).await;
-    let handler = handler_fn(|job: crate::Job, _ctx: WorkContext| async move {
-        assert_eq!(job.id, "wa1-20", "a job claimed once shutdown began never starts");
-        Ok(json!(1))
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let runs = ran.clone();
+    let handler = handler_fn(move |job: crate::Job, _ctx: WorkContext| {
+        runs.lock().unwrap_or_else(PoisonError::into_inner).push(job.id);
+        async move { Ok(json!(1)) }
     });
     let config = WorkerConfig { concurrency: 1, ..config(Duration::from_secs(5)) };
     let worker = Worker::new(client, config).run(handler, shutdown);
     let ended = timeout(Duration::from_secs(30), worker).await.expect("the worker stops");
     assert_eq!(ended, Ok(()));
+    let ran = ran.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    assert_eq!(ran, ["wa1-20"], "a job claimed once shutdown began never starts");
     let calls = lock(&fake).calls.clone();
     assert_eq!(lock(&fake).from_reports, 1, "a report claimed wa1-21: {calls:?}");
     calls
